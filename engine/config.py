@@ -1,0 +1,209 @@
+"""EngineConfig: every setting of a run, from defaults < pagemill.toml < PAGEMILL_* < CLI/API.
+
+One dataclass holds the settings of the engine and of the built-in plugins; third-party plugins
+read theirs from ``config.options``. ``EngineConfig.load()`` merges the sources in order and
+``validate()`` raises :class:`engine.errors.ConfigError` with a message naming the bad key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
+from engine.records import PRIORITY_RANKS
+
+ENV_PREFIX = "PAGEMILL_"
+CONFIG_FILE_NAME = "pagemill.toml"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    # --- the run
+    out_dir: str | None = None
+    workers: str = "auto"  # "auto", "N" or "MIN:MAX"
+    priority: str = "normal"
+    mp_context: str = "forkserver"  # "forkserver", "spawn" or "fork"
+    executor: str = "local"  # "local", "dask", "dask-local"
+    scheduler_address: str | None = None  # tcp://HOST:8786 for executor "dask"
+    fresh: bool = False
+    retry_failed: bool = False
+    # --- the built-in stages
+    dpi: int = 300
+    lang: str = "eng"
+    psm: int = 6
+    force_ocr: bool = False
+    template: str = "truck_ticket"
+    review_below: float = 0.6
+    password: str | None = None
+    max_image_pixels: int = 178_956_970
+    # --- limits, timeouts and retries
+    page_timeout: float = 300.0
+    grace: float = 30.0
+    max_attempts: int = 3
+    retry_base_delay: float = 0.5
+    retry_factor: float = 2.0
+    retry_max_delay: float = 30.0
+    retry_jitter: float = 0.25
+    breaker_threshold: int = 5
+    breaker_reset_seconds: float = 10.0
+    max_pages_per_worker: int = 1000
+    max_worker_rss_mb: int = 1024
+    min_free_memory_mb: int = 512
+    min_free_disk_mb: int = 100
+    # --- plugins
+    plugins: tuple[str, ...] = ()  # paths to .py files or importable module names
+    load_entry_points: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ sources
+    @classmethod
+    def load(
+        cls,
+        config_file: str | os.PathLike[str] | None = None,
+        environ: dict[str, str] | None = None,
+        **overrides: Any,
+    ) -> EngineConfig:
+        """Merge defaults < config file < PAGEMILL_* environment < ``overrides`` and validate.
+
+        Without ``config_file``, ``./pagemill.toml`` is read when it exists. Overrides whose value
+        is ``None`` are ignored, so CLI flags left unset do not hide the file or environment.
+        """
+        values: dict[str, Any] = {}
+        path = Path(config_file) if config_file else Path(CONFIG_FILE_NAME)
+        if config_file and not path.is_file():
+            raise ConfigError(f"config file {path} not found")
+        if path.is_file():
+            values.update(_read_toml(path))
+        values.update(_read_env(os.environ if environ is None else environ))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(values)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> EngineConfig:
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        options: dict[str, Any] = dict(values.get("options") or {})
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name == "options":
+                continue
+            if name not in known:
+                options[name] = value
+                continue
+            kwargs[name] = _coerce(name, known[name], value)
+        kwargs["options"] = options
+        config = cls(**kwargs)
+        config.validate()
+        return config
+
+    def replace(self, **changes: Any) -> EngineConfig:
+        config = dataclasses.replace(self, **changes)
+        config.validate()
+        return config
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-able copy, stored in the ledger so that ``pagemill resume`` can reuse it."""
+        data = dataclasses.asdict(self)
+        data["plugins"] = list(self.plugins)
+        data.pop("password", None)  # never stored
+        return data
+
+    # --------------------------------------------------------------- validation
+    def validate(self) -> None:
+        self.worker_bounds()  # raises on a bad value
+        if self.priority not in PRIORITY_RANKS:
+            raise ConfigError(f"priority must be one of {', '.join(PRIORITY_RANKS)}, not {self.priority!r}")
+        if self.mp_context not in ("forkserver", "spawn", "fork"):
+            raise ConfigError(f"mp_context must be forkserver, spawn or fork, not {self.mp_context!r}")
+        if self.executor not in ("local", "dask", "dask-local"):
+            raise ConfigError(f"executor must be local, dask or dask-local, not {self.executor!r}")
+        if self.executor == "dask" and not self.scheduler_address:
+            raise ConfigError("executor 'dask' needs a scheduler address (--scheduler tcp://HOST:8786)")
+        if not 30 <= self.dpi <= 1200:
+            raise ConfigError(f"dpi must be between 30 and 1200, not {self.dpi}")
+        if not 0 <= self.psm <= 13:
+            raise ConfigError(f"psm must be between 0 and 13, not {self.psm}")
+        if not 0.0 <= self.review_below <= 1.0:
+            raise ConfigError(f"review_below must be between 0 and 1, not {self.review_below}")
+        for name in ("page_timeout", "grace", "retry_base_delay", "retry_max_delay"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, not {getattr(self, name)}")
+        if self.max_attempts < 1:
+            raise ConfigError(f"max_attempts must be at least 1, not {self.max_attempts}")
+        if self.retry_factor < 1:
+            raise ConfigError(f"retry_factor must be at least 1, not {self.retry_factor}")
+        if not 0 <= self.retry_jitter <= 1:
+            raise ConfigError(f"retry_jitter must be between 0 and 1, not {self.retry_jitter}")
+        if self.breaker_threshold < 1:
+            raise ConfigError(f"breaker_threshold must be at least 1, not {self.breaker_threshold}")
+        if self.max_pages_per_worker < 0:
+            raise ConfigError("max_pages_per_worker must be 0 (no limit) or more")
+
+    def worker_bounds(self) -> tuple[int, int]:
+        """(min, max) workers: "auto" scales between 1 and the CPU count, "N" fixes N."""
+        cpus = os.cpu_count() or 1
+        text = str(self.workers).strip().lower()
+        try:
+            if text == "auto":
+                return 1, cpus
+            if ":" in text:
+                low, high = (int(part) for part in text.split(":", 1))
+            else:
+                low = high = int(text)
+        except ValueError:
+            raise ConfigError(f"workers must be 'auto', N or MIN:MAX, not {self.workers!r}") from None
+        if low < 1 or high < low:
+            raise ConfigError(f"workers must be at least 1 and MIN <= MAX, not {self.workers!r}")
+        return low, high
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    section = data.get("pagemill", data)
+    return dict(section)
+
+
+def _read_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+    known = {f.name for f in dataclasses.fields(EngineConfig)}
+    values: dict[str, Any] = {}
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX):
+            name = key[len(ENV_PREFIX):].lower()
+            if name in known:
+                values[name] = value
+    return values
+
+
+def _coerce(name: str, spec: dataclasses.Field[Any], value: Any) -> Any:
+    """Turn strings from the environment (and TOML values) into the field's type."""
+    kind = str(spec.type)
+    try:
+        if kind.startswith("bool"):
+            if isinstance(value, str):
+                if value.strip().lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.strip().lower() in ("0", "false", "no", "off", ""):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if kind.startswith("int"):
+            return int(value)
+        if kind.startswith("float"):
+            return float(value)
+        if kind.startswith("tuple"):
+            if isinstance(value, str):
+                return tuple(part for part in (p.strip() for p in value.split(",")) if part)
+            return tuple(value)
+        if kind.startswith("str") and not kind.startswith("str |"):
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: cannot use {value!r} as {kind}") from None
+    return value

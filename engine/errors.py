@@ -1,0 +1,68 @@
+"""The exceptions pagemill raises, by class (DESIGN.md: transient, permanent, critical).
+
+Plugins raise these (or any exception; the engine classifies it) and never retry by themselves.
+"""
+
+from __future__ import annotations
+
+
+class PagemillError(Exception):
+    """Base of every error pagemill raises on purpose."""
+
+    error_class = "permanent"
+
+
+class TransientError(PagemillError):
+    """Worth another try: a timeout, a busy resource, a killed worker."""
+
+    error_class = "transient"
+
+
+class PermanentError(PagemillError):
+    """Retrying will not help: a corrupt, encrypted or unsupported file, bad content."""
+
+    error_class = "permanent"
+
+
+class CorruptDocumentError(PermanentError):
+    """The file cannot be read as the document it claims to be."""
+
+
+class EncryptedDocumentError(PermanentError):
+    """The PDF is encrypted and no (right) password was given."""
+
+
+class UnsupportedDocumentError(PermanentError):
+    """Not a PDF nor an image pagemill reads."""
+
+
+class PageTooLargeError(PermanentError):
+    """A page or image over the configured pixel limit (a decompression bomb)."""
+
+
+class EmptyDocumentError(PermanentError):
+    """A document with no pages or no bytes."""
+
+
+class PoisonPageError(PermanentError):
+    """A page that killed or hung its worker on every attempt."""
+
+
+class CriticalError(PagemillError):
+    """The run cannot go on: the OCR binary missing, the ledger unwritable, the disk full."""
+
+    error_class = "critical"
+
+
+class ConfigError(PagemillError):
+    """Bad usage or configuration; the CLI exits 2."""
+
+    error_class = "critical"
+
+
+class PluginLoadError(ConfigError):
+    """A plugin could not be imported or registered."""
+
+
+class LedgerError(CriticalError):
+    """The ledger is not a pagemill ledger, is from a newer version, or cannot be written."""

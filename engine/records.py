@@ -1,0 +1,170 @@
+"""The records that flow through pagemill.
+
+Records that cross process boundaries are frozen dataclasses and pickle small: a page task
+carries a reference to its document (path, sha256, index), never image bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Priority = Literal["urgent", "high", "normal", "low"]
+PRIORITY_RANKS: dict[str, int] = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+
+PageStatus = Literal["ok", "review", "failed"]
+ErrorClass = Literal["transient", "permanent", "critical"]
+
+STAGES: tuple[str, ...] = ("ingest", "load", "ocr", "extract", "validate")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One input file, before it is split into pages."""
+
+    path: str
+    sha256: str
+    size: int
+    priority: Priority = "normal"
+    kind: str = "pdf"  # "pdf" or "image"
+
+
+@dataclass(frozen=True)
+class PageTask:
+    """One page of one document: the unit of scheduling."""
+
+    document: str  # path of the document
+    sha256: str  # content hash of the document
+    index: int  # 0-based page index
+    page_count: int
+    kind: str = "pdf"
+    priority: Priority = "normal"
+    has_text_layer: bool = False
+
+    @property
+    def number(self) -> int:
+        """The 1-based page number people use."""
+        return self.index + 1
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """The identity of a page across runs: document hash and index."""
+        return (self.sha256, self.index)
+
+    def where(self) -> str:
+        return f"{self.document} page {self.number}"
+
+
+@dataclass
+class PageContent:
+    """What a page holds for the OCR stage: a text layer, an image, or both.
+
+    Lives inside one worker only (it may hold a PIL image), so it is not frozen.
+    """
+
+    text: str | None = None
+    image: Any = None  # PIL.Image.Image
+    source: str = "unknown"  # "text-layer", "embedded-image", "rendered", "image-file"
+    dpi: float | None = None
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    confidence: float  # 0..100 as tesseract reports it
+    line: int  # index of the line in OcrResult.lines
+    left: int = 0
+    top: int = 0
+    width: int = 0
+    height: int = 0
+
+
+@dataclass(frozen=True)
+class OcrResult:
+    text: str
+    lines: tuple[str, ...] = ()
+    words: tuple[Word, ...] = ()
+    mean_confidence: float = 100.0  # 0..100
+    engine: str = "unknown"
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    value: Any
+    confidence: float  # 0..1
+    raw: str = ""
+    type: str = "text"
+
+
+@dataclass(frozen=True)
+class Issue:
+    code: str  # short machine-readable code, e.g. "missing_field", "net_mismatch"
+    message: str
+    field: str | None = None
+    severity: str = "review"  # "review" or "info"
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    error_class: ErrorClass
+    type: str  # exception class name
+    message: str
+    stage: str = ""
+
+    def one_line(self) -> str:
+        return f"{self.type}: {self.message}".replace("\n", " ")
+
+
+@dataclass(frozen=True)
+class PageResult:
+    document: str
+    sha256: str
+    page: int  # 1-based
+    page_count: int
+    status: PageStatus
+    fields: dict[str, Field] = field(default_factory=dict)
+    issues: tuple[Issue, ...] = ()
+    error: ErrorInfo | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    text_source: str = ""
+    attempts: int = 1
+    text: str = ""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.sha256, self.page - 1)
+
+    def where(self) -> str:
+        return f"{self.document} page {self.page}"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: int
+    out_dir: str | None
+    status: str  # "finished", "partial", "cancelled", "critical"
+    pages_total: int
+    pages_ok: int
+    pages_review: int
+    pages_failed: int
+    pages_skipped: int  # done in an earlier run of the same ledger
+    documents: int
+    wall_seconds: float
+    pages_per_second: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_busy_seconds: dict[str, float] = field(default_factory=dict)
+    errors_by_class: dict[str, int] = field(default_factory=dict)
+    errors_by_type: dict[str, int] = field(default_factory=dict)
+    peak_workers: int = 0
+    breaker_events: int = 0
+    message: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI exit code this run maps to (DESIGN.md): 0, 1, 3 or 130."""
+        if self.status == "critical":
+            return 3
+        if self.status == "cancelled":
+            return 130
+        return 1 if self.pages_failed else 0
