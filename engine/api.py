@@ -1,0 +1,190 @@
+"""Engine: the entry point for the CLI and for Python code that embeds pagemill."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from engine.config import EngineConfig
+from engine.discovery import check_inputs, iter_documents
+from engine.errors import CriticalError
+from engine.pool import WorkerPool
+from engine.progress import ProgressSnapshot
+from engine.records import Document, PageResult, RunSummary
+from engine.registry import PluginRegistry
+from engine.runner import RunSession, open_ledger, preflight
+from engine.scheduler import Scheduler
+
+PathLike = str | os.PathLike[str]
+Inputs = Iterable[PathLike] | PathLike | Mapping[str, Iterable[PathLike]]
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """Where a run stands: the shared-memory counters plus what the parent knows."""
+
+    counters: ProgressSnapshot
+    pages_done: int  # committed in this run, plus pages done by earlier runs
+    pages_known: int  # pages of the documents ingested so far
+    pages_skipped: int
+    workers_busy: int
+    workers_target: int
+    workers_memory_mb: float
+
+
+class Engine:
+    """Runs archives through the stage plugins on a pool of worker processes.
+
+    ``Engine(config).run(paths)`` processes everything and returns a :class:`RunSummary`;
+    ``Engine(config).process(paths)`` yields each :class:`PageResult` once it is committed.
+    Used as a context manager, the worker pool starts once for many calls.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        plugins: Sequence[object] = (),
+        *,
+        on_page_done: Callable[[PageResult], Any] | None = None,
+        on_progress: Callable[[RunProgress], Any] | None = None,
+        probe: Any = None,
+        **overrides: Any,
+    ) -> None:
+        if config is None:
+            config = EngineConfig.load(**overrides)
+        elif overrides:
+            config = config.replace(**overrides)
+        self.config = config
+        self.registry = PluginRegistry.for_run(config.plugins, plugins, config.load_entry_points)
+        self.on_page_done = on_page_done
+        self.on_progress = on_progress
+        self.probe = probe
+        self._pool: WorkerPool | None = None
+        self._owns_pool = False
+        self._session: RunSession | None = None
+        self.last_summary: RunSummary | None = None
+        self._last_progress = 0.0
+
+    # ------------------------------------------------------------ the pool
+    def __enter__(self) -> Engine:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        if self._pool is None:
+            _, high = self.config.worker_bounds()
+            self._pool = WorkerPool(self.registry.specs, self.config, high, self.config.mp_context)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    # ------------------------------------------------------------- running
+    def process(
+        self,
+        paths: Inputs,
+        priority: str | None = None,
+        documents: Iterable[Document] | None = None,
+    ) -> Iterator[PageResult]:
+        """Yield each page's result as soon as it is committed; memory stays flat.
+
+        ``paths`` are files and folders (searched recursively), or a mapping from priority
+        (``urgent``, ``high``, ``normal``, ``low``) to such paths. Leaving the loop early cancels
+        the rest cleanly: pages not finished are not recorded and are done by the next run into
+        the same output folder.
+        """
+        session = self._open_session(paths, priority, documents)
+        temporary = self._pool is None
+        try:
+            yield from session.results()
+        finally:
+            self.last_summary = session.summary
+            self._session = None
+            if temporary:
+                self.close()
+
+    def run(self, paths: Inputs, priority: str | None = None) -> RunSummary:
+        """Process everything and return the summary (outputs written when out_dir is set)."""
+        for _ in self.process(paths, priority):
+            pass
+        assert self.last_summary is not None
+        return self.last_summary
+
+    def cancel(self, immediate: bool = False) -> None:
+        """Stop dispatching; pages in flight finish within ``grace`` (at once if ``immediate``)."""
+        if self._session is not None:
+            self._session.scheduler.cancel(immediate)
+
+    def progress(self) -> RunProgress | None:
+        """Where the current run stands; the counters are read from shared memory, no locks."""
+        session, pool = self._session, self._pool
+        if session is None or pool is None:
+            return None
+        scheduler = session.scheduler
+        return RunProgress(
+            counters=pool.board.snapshot(),
+            pages_done=session.pages_done + scheduler.pages_skipped,
+            pages_known=scheduler.pages_known,
+            pages_skipped=scheduler.pages_skipped,
+            workers_busy=pool.busy_count(),
+            workers_target=pool.target,
+            workers_memory_mb=round(sum(scheduler.worker_rss_mb.values()), 1),
+        )
+
+    @property
+    def session(self) -> RunSession | None:
+        return self._session
+
+    # ------------------------------------------------------------ internals
+    def _open_session(self, paths: Inputs, priority: str | None, documents: Iterable[Document] | None) -> RunSession:
+        config = self.config
+        priority = priority or config.priority
+        feeds: list[tuple[str, Iterable[Document]]] = []
+        inputs: dict[str, list[str]] = {}
+        if documents is not None:
+            feeds.append((priority, documents))
+        else:
+            if isinstance(paths, Mapping):
+                groups = [(str(p), v) for p, v in paths.items()]
+            else:
+                groups = [(priority, paths)]
+            exclude = Path(config.out_dir) if config.out_dir else None
+            for group_priority, group in groups:
+                items = [group] if isinstance(group, (str, os.PathLike)) else list(group)
+                if not items:
+                    continue
+                checked = check_inputs(items)
+                inputs[group_priority] = [str(Path(i).resolve()) if i != "-" else i for i in checked]
+                feeds.append((group_priority, iter_documents(checked, group_priority, exclude)))
+            if not feeds:
+                check_inputs([])  # raises: no input
+        preflight(config, self.registry)
+        ledger = open_ledger(config)
+        self.start()
+        assert self._pool is not None
+        scheduler = Scheduler(config, self._pool, probe=self.probe)
+        for group_priority, feed in feeds:
+            scheduler.add_documents(feed, group_priority)
+        session = RunSession(config, self.registry, scheduler, ledger, self.on_page_done, self._tick, inputs)
+        self._session = session
+        return session
+
+    def _tick(self, session: RunSession) -> None:
+        if self.on_progress is None:
+            return
+        now = time.monotonic()
+        if now - self._last_progress >= 0.1:
+            self._last_progress = now
+            progress = self.progress()
+            if progress is not None:
+                self.on_progress(progress)
+
+
+__all__ = ["Engine", "CriticalError"]

@@ -1,0 +1,113 @@
+"""The ``pagemill`` commands around runs: status, runs, plugins, sample."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def add_commands(commands: Any) -> None:
+    status = commands.add_parser("status", help="the runs of an output folder and their page counts")
+    status.add_argument("dir", metavar="DIR")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(handler=command_status)
+
+    runs = commands.add_parser("runs", help="list the runs recorded in an output folder's ledger")
+    runs.add_argument("dir", metavar="DIR", nargs="?", default=".")
+    runs.set_defaults(handler=command_runs)
+
+    plugins = commands.add_parser("plugins", help="list every plugin, where it came from and its hooks")
+    plugins.add_argument("--plugin", action="append", default=[], metavar="PATH|MODULE")
+    plugins.set_defaults(handler=command_plugins)
+
+    sample = commands.add_parser("sample", help="generate a sample archive of scanned ticket PDFs with ground truth")
+    sample.add_argument("out", metavar="OUT")
+    sample.add_argument("--pages", type=int, default=20, help="pages in all (20)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--no-broken", action="store_true", help="leave out the deliberately broken file")
+    sample.set_defaults(handler=command_sample)
+
+
+def _console() -> Console:
+    return Console(soft_wrap=True)
+
+
+def command_status(args: argparse.Namespace, registry: Any) -> int:
+    from engine.ledger import open_existing
+
+    ledger = open_existing(Path(args.dir))
+    try:
+        runs = ledger.runs()
+        counts = ledger.counts()
+    finally:
+        ledger.close()
+    if args.json:
+        _console().print_json(json.dumps({"runs": runs, "pages": counts}, default=str))
+        return 0
+    console = _console()
+    console.print(_runs_table(runs))
+    pages = Table(title=f"pages in {args.dir}")
+    for name in counts:
+        pages.add_column(name, justify="right")
+    pages.add_row(*(str(v) for v in counts.values()))
+    console.print(pages)
+    return 0
+
+
+def command_runs(args: argparse.Namespace, registry: Any) -> int:
+    from engine.ledger import open_existing
+
+    ledger = open_existing(Path(args.dir))
+    try:
+        runs = ledger.runs()
+    finally:
+        ledger.close()
+    _console().print(_runs_table(runs))
+    return 0
+
+
+def _runs_table(runs: list[dict[str, Any]]) -> Table:
+    table = Table(title="runs")
+    for column in ("id", "started", "finished", "status", "pages"):
+        table.add_column(column)
+    for run in runs:
+        summary = run.get("summary") or {}
+        if isinstance(summary, str):
+            summary = json.loads(summary or "{}")
+        done = sum(summary.get(k, 0) for k in ("pages_ok", "pages_review", "pages_failed"))
+        table.add_row(str(run.get("id")), str(run.get("started") or ""), str(run.get("finished") or ""),
+                      str(run.get("status") or ""), str(done))
+    return table
+
+
+def command_plugins(args: argparse.Namespace, registry: Any) -> int:
+    from engine.registry import PluginRegistry
+
+    if args.plugin:
+        registry = PluginRegistry.for_run(args.plugin)
+    table = Table(title="pagemill plugins")
+    table.add_column("plugin")
+    table.add_column("from")
+    table.add_column("hooks")
+    for row in registry.listing():
+        table.add_row(row.name, row.origin, ", ".join(h.removeprefix("pagemill_") for h in row.hooks))
+    _console().print(table)
+    return 0
+
+
+def command_sample(args: argparse.Namespace, registry: Any) -> int:
+    from loguru import logger
+
+    from engine.sample import generate_sample
+
+    archive = generate_sample(Path(args.out), pages=args.pages, seed=args.seed, broken=not args.no_broken)
+    logger.info(
+        "{} documents ({} pages) in {}; ground truth in {}",
+        len(archive.documents), args.pages, args.out, archive.truth_path,
+    )
+    return 0

@@ -1,0 +1,357 @@
+"""The dispatch loop (parent side): queue → workers → outcomes, with retries, deadlines,
+crashes, circuit breakers, adaptive scaling and cancellation.
+
+``Scheduler.run()`` is a generator of events (:class:`DocumentOpened`, :class:`DocumentFailed`,
+:class:`AttemptFailed`, :class:`PageFinished`, :class:`Tick`). It never runs a stage and never
+touches the ledger: the caller (engine.runner) commits what it yields. Every task it takes ends
+in exactly one final event, or stays unfinished when the run is cancelled (and is done on resume).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from loguru import logger
+
+from engine.config import EngineConfig
+from engine.pagequeue import PageQueue, RetryTimers, next_seq
+from engine.pipeline import StageFailure, failed_result
+from engine.pool import PoolEvent, Task, WorkerHandle, WorkerPool, describe_exit
+from engine.records import PRIORITY_RANKS, Document, ErrorInfo, PageResult, PageTask
+from engine.retry import BreakerBoard, RetryPolicy
+from engine.scaling import ResourceProbe, ScalingInputs, ScalingLimits, ScalingState, decide_worker_count
+
+
+# ---------------------------------------------------------------------- events
+@dataclass(frozen=True)
+class DocumentOpened:
+    document: Document
+    pages: int
+    pages_queued: int
+
+
+@dataclass(frozen=True)
+class DocumentFailed:
+    document: Document
+    error: ErrorInfo
+    attempts: int
+
+
+@dataclass(frozen=True)
+class AttemptFailed:
+    where: str
+    key: tuple[str, int]
+    attempt: int
+    error: ErrorInfo
+    seconds: float
+    retry_in: float | None  # None when it was the last attempt
+
+
+@dataclass(frozen=True)
+class PageFinished:
+    result: PageResult
+    job: int = 0
+
+
+@dataclass(frozen=True)
+class Tick:
+    pass
+
+
+Event = DocumentOpened | DocumentFailed | AttemptFailed | PageFinished | Tick
+
+
+@dataclass
+class Feed:
+    """Documents still to be read from one submission."""
+
+    documents: Iterator[Document]
+    rank: int
+    job: int
+
+
+class Scheduler:
+    """Runs tasks on a WorkerPool in priority order until every submitted document is done."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        pool: WorkerPool,
+        is_done: Callable[[tuple[str, int]], bool] = lambda key: False,
+        document_done: Callable[[Document], bool] = lambda doc: False,
+        probe: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        aging_seconds: float = 30.0,
+        scale_every: float = 1.0,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.is_done = is_done
+        self.document_done = document_done
+        self.clock = clock
+        self.queue = PageQueue(aging_seconds=aging_seconds, clock=clock)
+        self.timers = RetryTimers()
+        self.policy = RetryPolicy.from_config(config)
+        self.breakers = BreakerBoard(config.breaker_threshold, config.breaker_reset_seconds, clock=clock)
+        self.probe = probe or ResourceProbe()
+        low, high = config.worker_bounds()
+        self.limits = ScalingLimits(min_workers=low, max_workers=high, min_free_memory_mb=config.min_free_memory_mb)
+        self.scaling_state = ScalingState()
+        self.scale_every = scale_every
+        self._feeds: list[Feed] = []
+        self._feeds_lock = threading.Lock()
+        self._next_scale = 0.0
+        self._timeouts: dict[int, float] = {}  # worker slot -> seconds the killed page had run
+        self._deaths_before_ready = 0
+        self.cancel_requested = 0.0  # clock time of the first cancel, 0 when none
+        self.stop_now = False
+        self.critical: ErrorInfo | None = None
+        self.pages_skipped = 0
+        self.pages_known = 0
+        self._seconds_per_page = 0.0
+        self.worker_rss_mb: dict[int, float] = {}
+
+    # --------------------------------------------------------------- submitting
+    def add_documents(self, documents: Iterable[Document], priority: str = "normal", job: int = 0) -> None:
+        """Queue documents; callable before or during a run (the urgent overtake the rest)."""
+        with self._feeds_lock:
+            self._feeds.append(Feed(iter(documents), PRIORITY_RANKS[priority], job))
+
+    def cancel(self, immediate: bool = False) -> None:
+        """Stop dispatching; pages in flight finish within the grace period (or not at all)."""
+        if not self.cancel_requested:
+            self.cancel_requested = self.clock()
+        if immediate:
+            self.stop_now = True
+
+    @property
+    def stopping(self) -> bool:
+        return bool(self.cancel_requested) or self.critical is not None
+
+    # ---------------------------------------------------------------- the loop
+    def run(self) -> Iterator[Event]:
+        low, _ = self.config.worker_bounds()
+        self.pool.resize(max(low, len(self.pool.live)), "start")
+        while True:
+            now = self.clock()
+            if not self.stopping:
+                yield from self._refill()
+                for task in self.timers.due(now):
+                    self.queue.push(task)
+                if now >= self._next_scale:
+                    self._scale(now)
+                self._dispatch()
+            yield from self._check_deadlines()
+            if self._finished():
+                return
+            if self.stopping and self._stop_due(now):
+                self.pool.terminate()
+                return
+            timeout = 0.1
+            next_timer = self.timers.next_time()
+            if next_timer is not None:
+                timeout = min(timeout, max(0.0, next_timer - now))
+            for pool_event in self.pool.wait(timeout):
+                yield from self._handle(pool_event)
+            yield Tick()
+
+    def _finished(self) -> bool:
+        if self.pool.in_flight_count():
+            return False
+        if self.stopping:
+            return True
+        return not self._feeds and not len(self.queue) and not len(self.timers)
+
+    def _stop_due(self, now: float) -> bool:
+        if self.stop_now:
+            return True
+        started = self.cancel_requested or now
+        return now - started > self.config.grace
+
+    # ---------------------------------------------------------------- feeding
+    def _refill(self) -> Iterator[Event]:
+        """Read documents from the feeds while the queue is short (discovery stays lazy)."""
+        wanted = max(8, 4 * self.limits.max_workers * self.pool.depth)
+        while len(self.queue) < wanted:
+            with self._feeds_lock:
+                if not self._feeds:
+                    return
+                feed = min(self._feeds, key=lambda f: f.rank)
+            try:
+                document = next(feed.documents)
+            except StopIteration:
+                with self._feeds_lock:
+                    self._feeds.remove(feed)
+                continue
+            except Exception as exc:  # noqa: BLE001 - discovery errors are the input's, named
+                logger.error("cannot read input: {}", exc)
+                continue
+            if self.document_done(document):
+                continue
+            rank = min(feed.rank, PRIORITY_RANKS.get(document.priority, feed.rank))
+            self.queue.push(Task(next_seq(), "ingest", document, rank, 0, job=feed.job))
+        return
+        yield  # a generator, for symmetry with the other steps
+
+    def _dispatch(self) -> None:
+        for worker in self.pool.free_capacity():
+            while len(worker.in_flight) < self.pool.depth and len(self.queue):
+                if not self.breakers.allow_page():
+                    return
+                task = self.queue.pop()
+                if task is None:
+                    return
+                self.pool.send(worker, task)
+
+    # --------------------------------------------------------------- outcomes
+    def _handle(self, event: PoolEvent) -> Iterator[Event]:
+        worker = event.worker
+        if event.kind == "died":
+            yield from self._worker_died(worker, event.exitcode)
+            return
+        seq, kind, value = event.message
+        if kind == "ready":
+            worker.ready = True
+            self._deaths_before_ready = 0
+            return
+        if kind == "log":
+            level, text = value
+            logger.log(level, "worker {}: {}", worker.slot, text)
+            return
+        if kind == "fatal":
+            self.critical = ErrorInfo("critical", "PluginLoadError", f"a worker cannot start: {value}", "start")
+            logger.error("{}", self.critical.message)
+            return
+        task = self.pool.complete(worker, seq)
+        if task is None:
+            return
+        if kind == "pages":
+            yield from self._ingested(task, value)
+        elif kind == "result":
+            self.breakers.record(None, None, ok=True)
+            total = sum(value.stage_seconds.values())
+            self._seconds_per_page = total if not self._seconds_per_page else 0.8 * self._seconds_per_page + 0.2 * total
+            yield PageFinished(_with_attempts(value, task.attempts + 1), task.job)
+        elif kind == "failure":
+            failure: StageFailure = value
+            if failure.error.error_class != "permanent":
+                self.breakers.record(failure.plugin, failure.hook, ok=False)
+            yield from self._failed(task, failure.error, failure.seconds)
+
+    def _ingested(self, task: Task, pages: list[PageTask]) -> Iterator[Event]:
+        document: Document = task.payload
+        queued = 0
+        for page in pages:
+            self.pages_known += 1
+            if self.is_done(page.key):
+                self.pages_skipped += 1
+                continue
+            self.queue.push(Task(next_seq(), "page", page, task.rank, len(pages), job=task.job))
+            queued += 1
+        yield DocumentOpened(document, len(pages), queued)
+
+    def _failed(self, task: Task, error: ErrorInfo, seconds: float) -> Iterator[Event]:
+        task.attempts += 1
+        retry = self.policy.should_retry(error.error_class, task.attempts) and not self.stopping
+        delay = self.policy.delay(task.attempts) if retry else None
+        key = (task.payload.sha256, task.payload.index if task.kind == "page" else -1)
+        yield AttemptFailed(task.where(), key, task.attempts, error, seconds, delay)
+        if error.error_class == "critical":
+            self.critical = error
+            logger.error("{}: {} — stopping the run", task.where(), error.one_line())
+            return
+        if retry:
+            logger.warning("{}: {} (attempt {}, retry in {:.1f} s)", task.where(), error.one_line(), task.attempts, delay)
+            self.timers.add(task, self.clock() + (delay or 0.0))
+            return
+        if self.stopping and error.error_class == "transient":
+            return  # left unfinished: done on resume
+        logger.error("{}: {}", task.where(), error.one_line())
+        if task.kind == "ingest":
+            yield DocumentFailed(task.payload, error, task.attempts)
+        else:
+            yield PageFinished(failed_result(task.payload, error, task.attempts), task.job)
+
+    def _worker_died(self, worker: WorkerHandle, exitcode: int | None) -> Iterator[Event]:
+        timed_out = self._timeouts.pop(worker.slot, None)
+        suspect = self.pool.running_task(worker)
+        self.pool.board.clear_in_hand(worker.slot)
+        if not worker.ready:
+            self._deaths_before_ready += 1
+            if self._deaths_before_ready >= 3:
+                self.critical = ErrorInfo("critical", "WorkerStartError", f"workers die at start ({describe_exit(exitcode)})", "start")
+                logger.error("{}", self.critical.message)
+        if timed_out is not None:
+            reason = ErrorInfo("transient", "PageTimeout", f"page ran past {self.config.page_timeout:g} s; worker killed", "")
+        else:
+            reason = ErrorInfo("transient", "WorkerDied", describe_exit(exitcode), "")
+            if worker.in_flight:
+                logger.warning("worker {} (pid {}) died: {}", worker.slot, worker.pid, describe_exit(exitcode))
+        for task in worker.in_flight:
+            if task is suspect:
+                continue
+            self.queue.push(task)  # it had not started: back to the queue, no attempt charged
+        worker.in_flight.clear()
+        if suspect is not None:
+            if self.stopping:
+                return
+            yield from self._failed_or_poison(suspect, reason, timed_out or 0.0)
+
+    def _failed_or_poison(self, task: Task, reason: ErrorInfo, seconds: float) -> Iterator[Event]:
+        if task.attempts + 1 >= self.policy.max_attempts:
+            task.attempts += 1
+            key = (task.payload.sha256, task.payload.index if task.kind == "page" else -1)
+            yield AttemptFailed(task.where(), key, task.attempts, reason, seconds, None)
+            poison = ErrorInfo(
+                "permanent",
+                "PoisonPageError",
+                f"poison {'page' if task.kind == 'page' else 'document'}: {reason.message} on each of {task.attempts} attempts",
+                reason.stage,
+            )
+            logger.error("{}: {}", task.where(), poison.one_line())
+            if task.kind == "ingest":
+                yield DocumentFailed(task.payload, poison, task.attempts)
+            else:
+                yield PageFinished(failed_result(task.payload, poison, task.attempts), task.job)
+            return
+        yield from self._failed(task, reason, seconds)
+
+    def _check_deadlines(self) -> Iterator[Event]:
+        for worker, task, elapsed in self.pool.overdue(self.config.page_timeout):
+            if worker.slot in self._timeouts:
+                continue
+            self._timeouts[worker.slot] = elapsed
+            logger.warning("{}: running for {:.0f} s, past --page-timeout; killing its worker", task.where(), elapsed)
+            self.pool.kill(worker, "page timeout")
+        return
+        yield
+
+    # ---------------------------------------------------------------- scaling
+    def _scale(self, now: float) -> None:
+        self._next_scale = now + self.scale_every
+        self.worker_rss_mb = self.pool.check_memory(self.config.max_worker_rss_mb)
+        cpu, available = self.probe.sample()
+        inputs = ScalingInputs(
+            backlog_pages=len(self.queue),
+            busy_workers=self.pool.busy_count(),
+            current_workers=len(self.pool.live),
+            cpu_percent=cpu,
+            available_memory_mb=available,
+            worker_rss_mb=max(self.worker_rss_mb.values(), default=0.0),
+            seconds_per_page=self._seconds_per_page,
+        )
+        decision = decide_worker_count(inputs, self.limits, self.scaling_state)
+        self.scaling_state = decision.state
+        if decision.target != len(self.pool.live) or decision.target != self.pool.target:
+            self.pool.resize(decision.target, decision.reason)
+
+
+def _with_attempts(result: PageResult, attempts: int) -> PageResult:
+    if result.attempts == attempts:
+        return result
+    from dataclasses import replace
+
+    return replace(result, attempts=attempts)
