@@ -5,9 +5,9 @@ Order of work (``PageQueue``):
 1. By priority class: urgent, high, normal, low.
 2. Within a class, ingest tasks first (a document's size is known only once ingested), then pages
    of larger documents first, so the tail of a run is short; then first come, first served.
-3. Aging: a class's effective rank improves by one for every ``aging_seconds`` its oldest page has
-   waited, so a low page is served within about ``3 × aging_seconds`` however many high pages keep
-   arriving; a class that wins by aging serves its oldest page.
+3. Aging: a task of a lower class that has waited ``gap × aging_seconds`` (``gap``: how many
+   classes it is below the best class waiting) is served next, oldest first. So a low page is
+   served within ``3 × aging_seconds`` plus one page-time however many urgent pages keep arriving.
 
 Retries wait in a timer heap with a not-before time (``RetryTimers``); no worker ever sleeps
 for a backoff.
@@ -19,11 +19,28 @@ import heapq
 import itertools
 import time
 from collections import deque
-from typing import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
-from engine.pool import Task
 
 N_CLASSES = 4
+
+
+@dataclass
+class Task:
+    """A unit of work in the parent: ingest a document, or process a page."""
+
+    seq: int
+    kind: str  # "ingest" or "page"
+    payload: Any  # Document or PageTask
+    rank: int  # 0 urgent .. 3 low
+    size: int  # pages of its document (0 when not known yet)
+    enqueued_at: float = 0.0
+    attempts: int = 0  # attempts that failed so far
+    job: int = 0
+
+    def where(self) -> str:
+        return self.payload.path if self.kind == "ingest" else self.payload.where()
 
 
 class PageQueue:
@@ -56,30 +73,34 @@ class PageQueue:
             self._taken.discard(fifo.popleft().seq)
         return fifo[0] if fifo else None
 
-    def _effective_rank(self, rank: int, now: float) -> float:
-        oldest = self._oldest(rank)
-        if oldest is None:
-            return float("inf")
-        waited = now - oldest.enqueued_at
-        return rank - int(waited // self.aging_seconds)
-
     def pop(self) -> Task | None:
         if not self._size:
             return None
-        now = self.clock()
-        ranks = [(self._effective_rank(rank, now), rank) for rank in range(N_CLASSES)]
-        effective, rank = min(ranks)
-        if effective == float("inf"):
-            return None
-        if effective < rank and min(r for e, r in ranks if e != float("inf")) < rank:
-            task = self._oldest(rank)  # won by aging: serve its oldest page
+        nonempty = [rank for rank in range(N_CLASSES) if self._heaps[rank]]
+        best = nonempty[0]
+        aged = self._most_overdue(nonempty, best)
+        if aged is not None:  # a lower class waited past its bound: serve its oldest task
+            task = self._oldest(aged)
             assert task is not None
-            self._fifos[rank].popleft()
-            self._remove_from_heap(rank, task)
+            self._fifos[aged].popleft()
+            self._remove_from_heap(aged, task)
         else:
-            task = self._pop_heap(rank)
+            task = self._pop_heap(best)
         self._size -= 1
         return task
+
+    def _most_overdue(self, nonempty: list[int], best: int) -> int | None:
+        """The lower class whose oldest task has waited longest past ``rank gap × aging``."""
+        now = self.clock()
+        chosen, chosen_excess = None, 0.0
+        for rank in nonempty[1:]:
+            oldest = self._oldest(rank)
+            if oldest is None:
+                continue
+            excess = (now - oldest.enqueued_at) - (rank - best) * self.aging_seconds
+            if excess >= 0 and (chosen is None or excess > chosen_excess):
+                chosen, chosen_excess = rank, excess
+        return chosen
 
     def _pop_heap(self, rank: int) -> Task:
         heap = self._heaps[rank]

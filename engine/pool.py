@@ -24,27 +24,11 @@ from typing import Any
 import psutil
 from loguru import logger
 
+from engine.pagequeue import Task
 from engine.progress import ProgressBoard
 from engine.worker import worker_main
 
 PRELOAD_MODULES = ["engine.worker", "engine.pipeline", "engine.registry", "plugins"]
-
-
-@dataclass
-class Task:
-    """A unit of work in the parent: ingest a document, or process a page."""
-
-    seq: int
-    kind: str  # "ingest" or "page"
-    payload: Any  # Document or PageTask
-    rank: int  # 0 urgent .. 3 low
-    size: int  # pages of its document (0 when not known yet)
-    enqueued_at: float = 0.0
-    attempts: int = 0  # attempts that failed so far
-    job: int = 0
-
-    def where(self) -> str:
-        return self.payload.path if self.kind == "ingest" else self.payload.where()
 
 
 @dataclass

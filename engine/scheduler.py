@@ -17,9 +17,9 @@ from typing import Any, Callable, Iterable, Iterator
 from loguru import logger
 
 from engine.config import EngineConfig
-from engine.pagequeue import PageQueue, RetryTimers, next_seq
+from engine.pagequeue import PageQueue, RetryTimers, Task, next_seq
 from engine.pipeline import StageFailure, failed_result
-from engine.pool import PoolEvent, Task, WorkerHandle, WorkerPool, describe_exit
+from engine.pool import PoolEvent, WorkerHandle, WorkerPool, describe_exit
 from engine.records import PRIORITY_RANKS, Document, ErrorInfo, PageResult, PageTask
 from engine.retry import BreakerBoard, RetryPolicy
 from engine.scaling import ResourceProbe, ScalingInputs, ScalingLimits, ScalingState, decide_worker_count

@@ -1,0 +1,57 @@
+"""EngineConfig: defaults < pagemill.toml < PAGEMILL_* < explicit values; validation."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from engine.config import EngineConfig
+from engine.errors import ConfigError
+
+
+def test_sources_in_order(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pagemill.toml").write_text('[pagemill]\ndpi = 200\nlang = "deu"\npsm = 4\n')
+    config = EngineConfig.load(environ={"PAGEMILL_LANG": "fra", "PAGEMILL_PSM": "11"}, psm=3, dpi=None)
+    assert config.dpi == 200  # file
+    assert config.lang == "fra"  # env beats file
+    assert config.psm == 3  # explicit beats env
+    assert config.review_below == 0.6  # default
+
+
+def test_env_types_are_coerced() -> None:
+    config = EngineConfig.load(environ={"PAGEMILL_FORCE_OCR": "true", "PAGEMILL_PAGE_TIMEOUT": "12.5",
+                                        "PAGEMILL_PLUGINS": "a.py, b.mod"})
+    assert config.force_ocr is True and config.page_timeout == 12.5
+    assert config.plugins == ("a.py", "b.mod")
+
+
+@pytest.mark.parametrize("workers, bounds", [("auto", (1, os.cpu_count() or 1)), ("3", (3, 3)), ("2:6", (2, 6))])
+def test_worker_bounds(workers, bounds) -> None:
+    assert EngineConfig(workers=workers).worker_bounds() == bounds
+
+
+@pytest.mark.parametrize(
+    "changes, word",
+    [({"workers": "0"}, "workers"), ({"workers": "4:2"}, "workers"), ({"workers": "many"}, "workers"),
+     ({"priority": "asap"}, "priority"), ({"dpi": 5}, "dpi"), ({"review_below": 2}, "review_below"),
+     ({"executor": "dask"}, "scheduler"), ({"max_attempts": 0}, "max_attempts")],
+)
+def test_bad_values_are_config_errors_naming_the_key(changes, word) -> None:
+    with pytest.raises(ConfigError, match=word):
+        EngineConfig.load(environ={}, **changes)
+
+
+def test_bad_env_value_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="dpi"):
+        EngineConfig.load(environ={"PAGEMILL_DPI": "lots"})
+
+
+def test_unknown_keys_become_plugin_options() -> None:
+    config = EngineConfig.from_mapping({"dpi": 150, "my_plugin_level": 3})
+    assert config.options == {"my_plugin_level": 3}
+
+
+def test_snapshot_never_stores_the_password() -> None:
+    assert "password" not in EngineConfig(password="secret").snapshot()
