@@ -100,8 +100,8 @@ class Engine:
         the rest cleanly: pages not finished are not recorded and are done by the next run into
         the same output folder.
         """
-        session = self._open_session(paths, priority, documents)
         temporary = self._pool is None
+        session = self._open_session(paths, priority, documents)
         try:
             yield from session.results()
         finally:

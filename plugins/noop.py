@@ -8,6 +8,7 @@ skipped and extraction and validation run on that line.
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -27,6 +28,12 @@ def _busy_wait(milliseconds: float) -> None:
     end = time.perf_counter() + milliseconds / 1000.0
     while time.perf_counter() < end:
         pass
+
+
+@hookimpl
+def pagemill_add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--noop-ms", dest="noop_ms", type=float, default=None, metavar="MS",
+                        help="CPU milliseconds each stand-in page costs (plugins.noop)")
 
 
 @hookimpl(tryfirst=True)
