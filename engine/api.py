@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from engine.config import EngineConfig
 from engine.discovery import check_inputs, iter_documents
 from engine.errors import CriticalError
-from engine.pool import WorkerPool
+from engine.executors import make_pool
 from engine.progress import ProgressSnapshot
 from engine.records import Document, PageResult, RunSummary
 from engine.registry import PluginRegistry
@@ -62,7 +62,7 @@ class Engine:
         self.on_page_done = on_page_done
         self.on_progress = on_progress
         self.probe = probe
-        self._pool: WorkerPool | None = None
+        self._pool: Any = None
         self._owns_pool = False
         self._session: RunSession | None = None
         self.last_summary: RunSummary | None = None
@@ -78,8 +78,7 @@ class Engine:
 
     def start(self) -> None:
         if self._pool is None:
-            _, high = self.config.worker_bounds()
-            self._pool = WorkerPool(self.registry.specs, self.config, high, self.config.mp_context)
+            self._pool = make_pool(self.config, self.registry.specs)
 
     def close(self) -> None:
         if self._pool is not None:
