@@ -32,6 +32,18 @@ def add_commands(commands: Any) -> None:
     sample.add_argument("--no-broken", action="store_true", help="leave out the deliberately broken file")
     sample.set_defaults(handler=command_sample)
 
+    bench = commands.add_parser("bench", help="measure pages/s, speed-up and efficiency at several worker counts")
+    bench.add_argument("inputs", nargs="*", metavar="INPUT", help="an archive to measure (default: a generated one)")
+    bench.add_argument("--workers", default=None, help="comma-separated worker counts (default: 1 to the CPU count)")
+    bench.add_argument("--repeat", type=int, default=1, help="runs per worker count; the median is shown (1)")
+    bench.add_argument("--pages", type=int, default=None, help="pages of the generated archive (40; noop: 400)")
+    bench.add_argument("--stages", choices=["full", "noop"], default="full",
+                       help="full: the real stages; noop: a constant-cost stand-in, to measure the scheduler alone")
+    bench.add_argument("--noop-ms", type=float, default=5.0, help="CPU milliseconds per stand-in page (5)")
+    bench.add_argument("--plot", metavar="FILE.png", help="draw pages/s and efficiency against workers")
+    bench.add_argument("--json", dest="json_out", metavar="FILE", help="keep the figures as JSON")
+    bench.set_defaults(handler=command_bench)
+
 
 def _console() -> Console:
     return Console(soft_wrap=True)
@@ -110,4 +122,51 @@ def command_sample(args: argparse.Namespace, registry: Any) -> int:
         "{} documents ({} pages) in {}; ground truth in {}",
         len(archive.documents), args.pages, args.out, archive.truth_path,
     )
+    return 0
+
+
+def command_bench(args: argparse.Namespace, registry: Any) -> int:
+    import os
+    import platform
+    import tempfile
+
+    from engine.bench import format_table, run_bench, save_json, save_plot
+    from engine.config import EngineConfig
+    from engine.errors import ConfigError
+
+    try:
+        counts = [int(n) for n in args.workers.split(",")] if args.workers else list(range(1, (os.cpu_count() or 1) + 1))
+    except ValueError:
+        raise ConfigError(f"--workers takes comma-separated counts, not {args.workers!r}") from None
+    if not counts or min(counts) < 1:
+        raise ConfigError("--workers counts must be at least 1")
+    with tempfile.TemporaryDirectory(prefix="pagemill-bench-input-") as scratch:
+        inputs = list(args.inputs)
+        options: dict[str, Any] = {}
+        plugins: tuple[str, ...] = ()
+        if args.stages == "noop":
+            from plugins.noop import write_noop_document
+
+            plugins = ("plugins.noop",)
+            options["noop_ms"] = args.noop_ms
+            if not inputs:
+                pages = args.pages or 400
+                for number in range(0, pages, 10):
+                    write_noop_document(Path(scratch) / f"doc{number:05d}.noop", min(10, pages - number))
+                inputs = [scratch]
+        elif not inputs:
+            from engine.sample import generate_sample
+
+            generate_sample(Path(scratch) / "archive", pages=args.pages or 40, seed=1, broken=False)
+            inputs = [str(Path(scratch) / "archive")]
+        config = EngineConfig.load(plugins=plugins, options=options)
+        rows = run_bench(config, inputs, counts, repeat=max(1, args.repeat))
+    table = format_table(rows)
+    _console().print(table, markup=False, highlight=False)
+    meta = {"stages": args.stages, "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "repeat": args.repeat}
+    if args.json_out:
+        save_json(rows, Path(args.json_out), meta)
+    if args.plot:
+        save_plot(rows, Path(args.plot), f"pagemill bench ({args.stages} stages)")
     return 0
