@@ -13,7 +13,6 @@ from loguru import logger
 from engine.errors import ConfigError
 from engine.records import Document
 
-DOCUMENT_SUFFIXES = frozenset({".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 
 
@@ -33,9 +32,9 @@ def check_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[str]:
 def iter_paths(inputs: Iterable[str], exclude: Path | None = None, stdin: TextIO | None = None) -> Iterator[Path]:
     """Each document path once, in a stable order: files as given, folders sorted and recursive.
 
-    Files named explicitly are taken whatever their name (a non-PDF is then a clear error for
-    that file); inside folders only PDF and image files are taken, and the rest is counted in one
-    log line. Anything under ``exclude`` (the output folder) is skipped.
+    Every file counts, whatever its name: one that is neither a PDF nor an image the plugins read
+    becomes one clear error for that file, never a silent skip. Hidden files and folders (names
+    starting with a dot) and anything under ``exclude`` (the output folder) are skipped.
     """
     seen: set[Path] = set()
     excluded = exclude.resolve() if exclude else None
@@ -56,19 +55,12 @@ def iter_paths(inputs: Iterable[str], exclude: Path | None = None, stdin: TextIO
 
 
 def _walk(folder: Path, excluded: Path | None) -> Iterator[Path]:
-    skipped = 0
     for root, dirs, files in os.walk(folder):
         root_path = Path(root)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (excluded is None or (root_path / d).resolve() != excluded))
         for name in sorted(files):
-            if name.startswith("."):
-                continue
-            if Path(name).suffix.lower() in DOCUMENT_SUFFIXES:
+            if not name.startswith("."):
                 yield root_path / name
-            else:
-                skipped += 1
-    if skipped:
-        logger.info("{}: skipped {} files that are neither PDF nor image", folder, skipped)
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:

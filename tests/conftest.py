@@ -34,7 +34,8 @@ def noop_config(out: Path | None, **changes):
     options = {"noop_ms": changes.pop("noop_ms", 0)}
     options.update(changes.pop("options", {}))
     plugins = tuple(changes.pop("plugins", ())) + ("plugins.noop",)
-    values = dict(out_dir=str(out) if out else None, workers="2", plugins=plugins, options=options, template="truck_ticket")
+    values = dict(out_dir=str(out) if out else None, workers="2", plugins=plugins, options=options,
+                  load_entry_points=False)
     values.update(changes)
     return EngineConfig(**values)
 
