@@ -57,6 +57,10 @@ class PageQueue:
     def __len__(self) -> int:
         return self._size
 
+    def best_rank(self) -> int:
+        """The best class with a task waiting (N_CLASSES when empty)."""
+        return next((rank for rank in range(N_CLASSES) if self._heaps[rank]), N_CLASSES)
+
     def counts(self) -> list[int]:
         return [len(h) for h in self._heaps]
 

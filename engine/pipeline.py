@@ -50,14 +50,23 @@ StageListener = Callable[[str, int, bool], None]  # (stage, busy_ns, failed)
 class PagePipeline:
     """Runs the stage hooks of one registry; one per worker."""
 
-    def __init__(self, registry: PluginRegistry, config: EngineConfig, listener: StageListener | None = None) -> None:
+    def __init__(
+        self,
+        registry: PluginRegistry,
+        config: EngineConfig,
+        listener: StageListener | None = None,
+        on_stage_start: Callable[[str], None] | None = None,
+    ) -> None:
         self.registry = registry
         self.config = config
         self.listener = listener
+        self.on_stage_start = on_stage_start
 
     # ------------------------------------------------------------------ stages
     def _call(self, stage: str, hook_name: str, **kwargs: Any) -> tuple[Any, float]:
         hook = getattr(self.registry.hook, hook_name)
+        if self.on_stage_start:
+            self.on_stage_start(stage)
         start = time.perf_counter_ns()
         try:
             value = hook(**kwargs)

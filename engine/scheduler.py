@@ -173,13 +173,16 @@ class Scheduler:
 
     # ---------------------------------------------------------------- feeding
     def _refill(self) -> Iterator[Event]:
-        """Read documents from the feeds while the queue is short (discovery stays lazy)."""
+        """Read documents from the feeds while the queue is short (discovery stays lazy); a feed
+        of a better priority than anything queued is read at once, so urgent work overtakes."""
         wanted = max(8, 4 * self.limits.max_workers * self.pool.depth)
-        while len(self.queue) < wanted:
+        while True:
             with self._feeds_lock:
                 if not self._feeds:
                     return
                 feed = min(self._feeds, key=lambda f: f.rank)
+            if len(self.queue) >= wanted and feed.rank >= self.queue.best_rank():
+                return
             try:
                 document = next(feed.documents)
             except StopIteration:
@@ -193,7 +196,6 @@ class Scheduler:
                 continue
             rank = min(feed.rank, PRIORITY_RANKS.get(document.priority, feed.rank))
             self.queue.push(Task(next_seq(), "ingest", document, rank, 0, job=feed.job))
-        return
         yield  # a generator, for symmetry with the other steps
 
     def _dispatch(self) -> None:

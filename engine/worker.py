@@ -43,7 +43,7 @@ def worker_main(conn: Connection, slot: int, counters: Any, specs: list[Any], co
     def listener(stage: str, busy_ns: int, failed: bool) -> None:
         writer.stage_finished(stage, busy_ns, failed)
 
-    pipeline = PagePipeline(registry, config, listener)
+    pipeline = PagePipeline(registry, config, listener, writer.stage_started)
     conn.send((-1, "ready", os.getpid()))
     while True:
         try:
@@ -53,10 +53,10 @@ def worker_main(conn: Connection, slot: int, counters: Any, specs: list[Any], co
         if message is None:
             return
         seq, kind, payload = message
-        writer.page_started(seq)
+        is_page = kind == "page"
+        writer.page_started(seq, counts_as_page=is_page)
         try:
             if kind == "ingest":
-                writer.stage_started("ingest")
                 answer: tuple[int, str, Any] = (seq, "pages", pipeline.ingest(payload))
             else:
                 answer = (seq, "result", pipeline.process(payload))
@@ -64,7 +64,7 @@ def worker_main(conn: Connection, slot: int, counters: Any, specs: list[Any], co
         except StageError as exc:
             answer = (seq, "failure", exc.failure)
             errored = True
-        writer.page_finished(errored)
+        writer.page_finished(errored, counts_as_page=is_page)
         try:
             conn.send(answer)
         except (BrokenPipeError, EOFError, OSError):

@@ -1,0 +1,101 @@
+"""The scheduler in real runs: counters, scaling with a fake probe, urgent work overtaking."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from loguru import logger
+from rich.console import Console
+
+from conftest import noop_config
+from engine.api import Engine
+from engine.discovery import iter_documents
+from engine.progress import ProgressDisplay
+from engine.scaling import FakeProbe
+from plugins.noop import write_noop_document
+
+
+def test_counters_sum_to_the_results_every_page_counted_once(noop_archive, tmp_path) -> None:
+    archive = noop_archive([5, 7, 3, 9])
+    seen = []
+    engine = Engine(noop_config(tmp_path / "out", noop_ms=2), on_progress=seen.append)
+    results = list(engine.process(archive))
+    assert len(results) == 24
+    counters = engine.last_summary and engine._pool is None  # the temporary pool is closed
+    summary = engine.last_summary
+    assert summary.pages_ok + summary.pages_review == 24
+    assert seen, "no progress reported"
+    final = seen[-1]
+    assert final.counters.pages_done + final.counters.pages_errored <= 24
+
+
+def test_counters_are_exact_after_the_run(noop_archive, tmp_path) -> None:
+    archive = noop_archive([4, 6])
+    with Engine(noop_config(tmp_path / "out", noop_ms=1)) as engine:
+        results = list(engine.process(archive))
+        snapshot = engine._pool.board.snapshot()
+    assert snapshot.pages_started == snapshot.pages_done == len(results) == 10
+    assert snapshot.pages_errored == 0
+    assert snapshot.stage_calls["load"] == 10 and snapshot.stage_calls["ingest"] == 2
+    assert snapshot.stage_busy_seconds["load"] >= 10 * 0.001
+    assert snapshot.in_hand == 0
+
+
+def test_display_without_a_terminal_logs_progress_lines() -> None:
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="INFO")
+    try:
+        display = ProgressDisplay(total_pages=10, console=Console(file=io.StringIO(), force_terminal=False), log_every=0)
+        from engine.progress import ProgressSnapshot
+
+        stages = {s: 1 for s in ("ingest", "load", "ocr", "extract", "validate")}
+        snap = ProgressSnapshot(3, 3, 0, 1, stages, {s: 0 for s in stages}, {s: 0.5 for s in stages}, 0.0)
+        display.start()
+        display.update(snap, done_pages=3, workers_busy=1, workers_target=2, memory_mb=120)
+        display.stop()
+    finally:
+        logger.remove(sink)
+    assert any("3/10 pages" in line and "workers 1/2" in line for line in lines), lines
+
+
+def test_scaling_up_with_backlog_and_down_under_memory_pressure(noop_archive, tmp_path) -> None:
+    archive = noop_archive([30, 30])
+    # plenty of memory for the first seconds, then pressure
+    probe = FakeProbe([(10.0, 8000.0)] * 2 + [(10.0, 100.0)] * 100)
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="INFO", format="{message}")
+    try:
+        config = noop_config(tmp_path / "out", noop_ms=80, workers="1:2", min_free_memory_mb=512)
+        engine = Engine(config, probe=probe)
+        results = list(engine.process(archive))
+    finally:
+        logger.remove(sink)
+    assert len(results) == 60
+    assert engine.last_summary.peak_workers == 2
+    assert any("workers 1 → 2" in line and "backlog" in line for line in lines), lines
+    assert any("workers 2 → 1" in line and "memory pressure" in line for line in lines), lines
+
+
+def test_urgent_submission_overtakes_a_queued_archive(tmp_path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for number in range(4):
+        write_noop_document(archive / f"bulk{number}.noop", 10)
+    urgent_dir = tmp_path / "urgent"
+    urgent_dir.mkdir()
+    write_noop_document(urgent_dir / "rush.noop", 2)
+    order: list[str] = []
+    engine = Engine(noop_config(tmp_path / "out", noop_ms=40, workers="1"))
+    submitted = False
+    for result in engine.process(archive, priority="low"):
+        order.append(Path(result.document).name)
+        if len(order) == 3 and not submitted:
+            engine.session.scheduler.add_documents(iter_documents([str(urgent_dir)], "urgent"), "urgent")
+            submitted = True
+    assert order.count("rush.noop") == 2
+    first_rush = order.index("rush.noop")
+    # it starts within about one page-time: at most the pages already sent to the worker and
+    # the ledger's batch come before it
+    assert first_rush <= 3 + 8, order
+    assert len(order) == 42
