@@ -141,7 +141,10 @@ class PluginRegistry:
             return
         try:
             self.manager.register(obj, name=name)
+            self.manager.check_pending()  # a hook name that is not in the contract (a typo)
         except Exception as exc:  # noqa: BLE001 - pluggy's validation errors, named
+            if self.manager.is_registered(obj):
+                self.manager.unregister(obj)
             raise PluginLoadError(f"plugin {name} ({spec.origin}) is not a valid pagemill plugin: {exc}") from None
         self.specs.append(spec)
         module = obj if isinstance(obj, types.ModuleType) else inspect.getmodule(type(obj) if not inspect.isclass(obj) else obj)
