@@ -38,7 +38,7 @@ def comparable(out: Path) -> list[tuple]:
 @pytest.mark.slow
 def test_kill_9_at_five_random_moments_then_resume_equals_an_uninterrupted_run(noop_archive, tmp_path) -> None:
     archive = noop_archive([12, 9, 15, 6, 10, 8])  # 60 pages
-    run_args = ["--plugin", "plugins.noop", "--noop-ms", "60", "--workers", "2", "--no-progress"]
+    run_args = ["--plugin", "plugins.noop", "--noop-ms", "250", "--workers", "2", "--no-progress"]
 
     reference = tmp_path / "reference"
     done = subprocess.run(command("run", str(archive), "--out", str(reference), *run_args), env=env(),
@@ -55,7 +55,7 @@ def test_kill_9_at_five_random_moments_then_resume_equals_an_uninterrupted_run(n
             "resume", str(out), "--no-progress")
         process = subprocess.Popen(args, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                    start_new_session=True)
-        time.sleep(rng.uniform(0.8, 2.5))
+        time.sleep(rng.uniform(0.8, 2.0))
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)  # the parent and every worker at once
             kills += 1
