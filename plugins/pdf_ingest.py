@@ -146,7 +146,7 @@ def _ingest_image(document: Document, config: Any) -> list[PageTask]:
     except PageTooLargeError:
         raise
     except Image.DecompressionBombError as exc:
-        raise PageTooLargeError(str(exc)) from None
+        raise PageTooLargeError(f"image over the limit of {config.max_image_pixels:,} pixels (--max-image-pixels): {exc}") from None
     except Exception as exc:  # noqa: BLE001
         raise CorruptDocumentError(f"not a readable image: {type(exc).__name__}: {exc}") from None
     return [PageTask(document.path, document.sha256, i, frames, "image", document.priority) for i in range(frames)]

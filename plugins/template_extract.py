@@ -119,7 +119,7 @@ def _fold(text: str) -> str:
 @lru_cache(maxsize=256)
 def _label_regex(label: str) -> re.Pattern[str]:
     """A label as a regex over folded text: words separated by any spaces or punctuation."""
-    words = [re.escape(_fold(word)) for word in re.findall(r"[^\s]+", label)]
+    words = [re.escape(word) for word in re.findall(r"[a-z0-9#]+", _fold(label))]
     body = r"[\s.:_-]*".join(words)
     return re.compile(rf"(?<![a-z0-9]){body}(?![a-z])")
 

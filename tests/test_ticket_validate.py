@@ -1,0 +1,75 @@
+"""Ticket validation alone: required fields, arithmetic, dates, confidence, duplicates."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from engine.config import EngineConfig
+from engine.records import Field, PageResult, PageTask
+from engine.seen import SeenValues
+from plugins.ticket_validate import check_fields, pagemill_cross_check, pagemill_validate
+
+PAGE = PageTask(document="x.pdf", sha256="0" * 64, index=0, page_count=1)
+REQUIRED = ("ticket_number", "date", "gross_lb", "tare_lb", "net_lb")
+
+
+def fields(**values) -> dict[str, Field]:
+    confidence = values.pop("confidence", 0.95)
+    return {name: Field(name, value, confidence) for name, value in values.items()}
+
+
+GOOD = dict(ticket_number="104857", date="2026-03-14", gross_lb=72340, tare_lb=31120, net_lb=41220, net_tons=20.61)
+
+
+def codes(issues) -> list[str]:
+    return sorted(issue.code for issue in issues)
+
+
+def test_a_good_ticket_has_no_issues() -> None:
+    assert check_fields(fields(**GOOD), REQUIRED, 0.6, today=date(2026, 6, 1)) == []
+
+
+def test_missing_required_fields() -> None:
+    partial = {k: v for k, v in GOOD.items() if k not in ("date", "tare_lb")}
+    issues = check_fields(fields(**partial), REQUIRED, 0.6, today=date(2026, 6, 1))
+    assert codes(issues) == ["missing_field", "missing_field"]
+    assert {i.field for i in issues} == {"date", "tare_lb"}
+
+
+def test_net_must_be_gross_minus_tare_within_one_percent() -> None:
+    close = dict(GOOD, net_lb=41220 + 300, net_tons=20.76)  # 0.7 % off
+    far = dict(GOOD, net_lb=45000, net_tons=22.5)
+    assert check_fields(fields(**close), REQUIRED, 0.6, today=date(2026, 6, 1)) == []
+    assert codes(check_fields(fields(**far), REQUIRED, 0.6, today=date(2026, 6, 1))) == ["net_mismatch"]
+
+
+def test_tons_must_match_net_pounds() -> None:
+    issues = check_fields(fields(**dict(GOOD, net_tons=25.0)), REQUIRED, 0.6, today=date(2026, 6, 1))
+    assert codes(issues) == ["tons_mismatch"]
+
+
+def test_implausible_dates() -> None:
+    for bad in ("1985-01-01", "2026-06-03", "not a date"):
+        issues = check_fields(fields(**dict(GOOD, date=bad)), REQUIRED, 0.6, today=date(2026, 6, 1))
+        assert codes(issues) == ["implausible_date"], bad
+
+
+def test_low_confidence_flags_each_field() -> None:
+    issues = check_fields(fields(**GOOD, confidence=0.4), REQUIRED, 0.6, today=date(2026, 6, 1))
+    assert codes(issues) == ["low_confidence"] * 6
+
+
+def test_hook_reads_review_below_and_template() -> None:
+    assert pagemill_validate(PAGE, fields(**GOOD, confidence=0.7), EngineConfig(review_below=0.8))
+    assert not [i for i in pagemill_validate(PAGE, fields(**GOOD, confidence=0.7), EngineConfig(review_below=0.5))
+                if i.code == "low_confidence"]
+
+
+def test_duplicate_ticket_number_is_flagged_on_the_later_page() -> None:
+    seen = SeenValues()
+    first = PageResult("a.pdf", "1" * 64, 1, 1, "ok", fields=fields(**GOOD))
+    second = PageResult("b.pdf", "2" * 64, 3, 3, "ok", fields=fields(**GOOD))
+    assert pagemill_cross_check(first, seen, EngineConfig()) == []
+    issues = pagemill_cross_check(second, seen, EngineConfig())
+    assert codes(issues) == ["duplicate_ticket"] and "a.pdf page 1" in issues[0].message
+    assert pagemill_cross_check(first, seen, EngineConfig()) == []  # the same page again is no duplicate
