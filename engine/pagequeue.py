@@ -37,6 +37,7 @@ class Task:
     size: int  # pages of its document (0 when not known yet)
     enqueued_at: float = 0.0
     attempts: int = 0  # attempts that failed so far
+    held_failures: int = 0  # failures charged to an open circuit breaker, not to the task
     job: int = 0
 
     def where(self) -> str:

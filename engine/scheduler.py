@@ -239,9 +239,16 @@ class Scheduler:
             yield PageFinished(_with_attempts(value, task.attempts + 1), task.job)
         elif kind == "failure":
             failure: StageFailure = value
-            if failure.error.error_class != "permanent":
-                self.breakers.record(failure.plugin, failure.hook, ok=False)
-            yield from self._failed(task, failure.error, failure.seconds)
+            charge = True
+            if failure.error.error_class == "transient":
+                breaker = self.breakers.get(failure.plugin or "unknown", failure.hook)
+                # a failure while the plugin's breaker is open or on trial is the plugin's, not the
+                # page's: the page waits for the breaker and keeps its attempts (within a bound)
+                charge = breaker.state == "closed" or task.held_failures >= 3 * self.policy.max_attempts
+                if not charge:
+                    task.held_failures += 1
+                breaker.record_failure()
+            yield from self._failed(task, failure.error, failure.seconds, charge)
 
     def _ingested(self, task: Task, pages: list[PageTask]) -> Iterator[Event]:
         document: Document = task.payload
@@ -255,12 +262,13 @@ class Scheduler:
             queued += 1
         yield DocumentOpened(document, len(pages), queued)
 
-    def _failed(self, task: Task, error: ErrorInfo, seconds: float) -> Iterator[Event]:
-        task.attempts += 1
-        retry = self.policy.should_retry(error.error_class, task.attempts) and not self.stopping
-        delay = self.policy.delay(task.attempts) if retry else None
+    def _failed(self, task: Task, error: ErrorInfo, seconds: float, charge: bool = True) -> Iterator[Event]:
+        if charge:
+            task.attempts += 1
+        retry = (not charge or self.policy.should_retry(error.error_class, task.attempts)) and not self.stopping
+        delay = self.policy.delay(max(1, task.attempts)) if retry else None
         key = (task.payload.sha256, task.payload.index if task.kind == "page" else -1)
-        yield AttemptFailed(task.where(), key, task.attempts, error, seconds, delay)
+        yield AttemptFailed(task.where(), key, task.attempts + task.held_failures, error, seconds, delay)
         if error.error_class == "critical":
             self.critical = error
             logger.error("{}: {} — stopping the run", task.where(), error.one_line())
