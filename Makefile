@@ -25,7 +25,7 @@ demo: $(BIN)/pagemill tesseract
 	$(BIN)/pagemill sample $(SAMPLE) --pages $(PAGES)
 	rm -rf $(DEMO_OUT)
 	# the sample holds one broken file on purpose, so a partial run (exit 1) is the expected end
-	$(BIN)/pagemill run $(SAMPLE) --out $(DEMO_OUT); status=$$?; [ $$status -le 1 ]
+	$(BIN)/pagemill run $(SAMPLE)/scans --out $(DEMO_OUT); status=$$?; [ $$status -le 1 ]
 	@echo "results: $(DEMO_OUT)/results.csv, $(DEMO_OUT)/review.csv, $(DEMO_OUT)/report.json"
 
 test: $(BIN)/pagemill tesseract
