@@ -99,3 +99,22 @@ def test_urgent_submission_overtakes_a_queued_archive(tmp_path) -> None:
     # the ledger's batch come before it
     assert first_rush <= 3 + 8, order
     assert len(order) == 42
+
+
+def test_workers_are_recycled_after_max_pages_without_losing_a_page(noop_archive, tmp_path) -> None:
+    archive = noop_archive([6, 6, 6])
+    with Engine(noop_config(tmp_path / "out", noop_ms=2, max_pages_per_worker=4)) as engine:
+        results = list(engine.process(archive))
+        started = engine._pool.workers_started
+    assert len(results) == 18 and len({(r.document, r.page) for r in results}) == 18
+    # 21 tasks (3 ingests + 18 pages), 4 per worker life: at least 6 worker lives
+    assert started >= 6
+
+
+def test_workers_are_recycled_past_the_rss_limit(noop_archive, tmp_path) -> None:
+    archive = noop_archive([20, 20])
+    with Engine(noop_config(tmp_path / "out", noop_ms=120, max_worker_rss_mb=1)) as engine:
+        results = list(engine.process(archive))
+        started = engine._pool.workers_started
+    assert len(results) == 40
+    assert started > 2  # every worker is over 1 MB: each is replaced after its tasks
