@@ -110,7 +110,8 @@ class PageQueue:
     def _pop_heap(self, rank: int) -> Task:
         heap = self._heaps[rank]
         _, _, task = heapq.heappop(heap)
-        self._taken.add(task.seq)  # the FIFO drops it lazily
+        self._taken.add(task.seq)  # the FIFO drops it lazily ...
+        self._oldest(rank)  # ... from its front, so neither grows past the queue
         return task
 
     def _remove_from_heap(self, rank: int, task: Task) -> None:

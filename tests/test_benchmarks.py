@@ -1,0 +1,54 @@
+"""Each benchmark runs at a tiny size and prints its table (figures are not judged here)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import end_to_end, memory, overhead
+from engine.cli import main as pagemill
+
+
+def test_pagemill_bench_noop_prints_a_row_per_worker_count(tmp_path, capsys) -> None:
+    out = tmp_path / "bench.json"
+    code = pagemill(["bench", "--stages", "noop", "--pages", "30", "--workers", "1,2", "--noop-ms", "1",
+                     "--json", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "speed-up" in printed and "efficiency" in printed
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["workers"] for row in rows] == [1, 2]
+    assert all(row["pages"] == 30 and row["pages_per_second"] > 0 for row in rows)
+    assert rows[0]["speedup"] == 1.0
+
+
+def test_pagemill_bench_draws_a_plot(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "bench.png"
+    assert pagemill(["bench", "--stages", "noop", "--pages", "20", "--workers", "1,2", "--noop-ms", "1",
+                     "--plot", str(plot)]) == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_overhead_benchmark_prints_both_rates_and_the_ratio(capsys) -> None:
+    figures = overhead.main(["--pages", "100", "--noop-ms", "1"])
+    printed = capsys.readouterr().out
+    assert "Pool.imap_unordered" in printed and "pagemill engine" in printed and "engine / best pool" in printed
+    assert figures["engine_rate"] > 0 and figures["pool_rate"] > 0
+
+
+@pytest.mark.slow
+def test_end_to_end_benchmark_prints_its_table(capsys, tesseract_available) -> None:
+    figures = end_to_end.main(["--pages", "2", "--no-ocrmypdf"])
+    printed = capsys.readouterr().out
+    assert "ideal" in printed and "pagemill, 2 workers" in printed and "speed-up" in printed
+    assert figures["ideal"] > 0 and figures["engine"] > 0
+
+
+@pytest.mark.slow
+def test_memory_benchmark_prints_its_table(capsys, tesseract_available) -> None:
+    figures = memory.main(["--pages", "400", "--early", "100", "--ocr-pages", "1"])
+    printed = capsys.readouterr().out
+    assert "parent RSS after 400 pages" in printed and "worker RSS" in printed
+    assert figures["parent_last_mb"] > 0 and figures["worker_mb"] > 0
