@@ -12,6 +12,7 @@ from engine.config import EngineConfig
 from engine.discovery import check_inputs, iter_documents
 from engine.errors import CriticalError
 from engine.executors import make_pool
+from engine.jobs import Job, JobService
 from engine.progress import ProgressSnapshot
 from engine.records import Document, PageResult, RunSummary
 from engine.registry import PluginRegistry
@@ -67,6 +68,7 @@ class Engine:
         self._session: RunSession | None = None
         self.last_summary: RunSummary | None = None
         self._last_progress = 0.0
+        self._jobs: JobService | None = None
 
     # ------------------------------------------------------------ the pool
     def __enter__(self) -> Engine:
@@ -81,6 +83,15 @@ class Engine:
             self._pool = make_pool(self.config, self.registry.specs)
 
     def close(self) -> None:
+        jobs, self._jobs = self._jobs, None
+        try:
+            if jobs is not None:
+                jobs.close()
+                self.last_summary = self._session.summary if self._session else self.last_summary
+        finally:
+            self._close_pool()
+
+    def _close_pool(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
@@ -143,37 +154,57 @@ class Engine:
 
     # ------------------------------------------------------------ internals
     def _open_session(self, paths: Inputs, priority: str | None, documents: Iterable[Document] | None) -> RunSession:
+        feeds, inputs = self._feeds(paths, priority, documents)
+        session = self._new_session(inputs)
+        for group_priority, feed in feeds:
+            session.scheduler.add_documents(feed, group_priority)
+        return session
+
+    def _feeds(
+        self, paths: Inputs, priority: str | None, documents: Iterable[Document] | None
+    ) -> tuple[list[tuple[str, Iterable[Document]]], dict[str, list[str]]]:
+        """Lazy document feeds, one per priority, and the inputs as stored for ``resume``."""
         config = self.config
         priority = priority or config.priority
+        if documents is not None:
+            return [(priority, documents)], {}
+        groups = [(str(p), v) for p, v in paths.items()] if isinstance(paths, Mapping) else [(priority, paths)]
+        exclude = Path(config.out_dir) if config.out_dir else None
         feeds: list[tuple[str, Iterable[Document]]] = []
         inputs: dict[str, list[str]] = {}
-        if documents is not None:
-            feeds.append((priority, documents))
-        else:
-            if isinstance(paths, Mapping):
-                groups = [(str(p), v) for p, v in paths.items()]
-            else:
-                groups = [(priority, paths)]
-            exclude = Path(config.out_dir) if config.out_dir else None
-            for group_priority, group in groups:
-                items = [group] if isinstance(group, (str, os.PathLike)) else list(group)
-                if not items:
-                    continue
-                checked = check_inputs(items)
-                inputs[group_priority] = [str(Path(i).resolve()) if i != "-" else i for i in checked]
-                feeds.append((group_priority, iter_documents(checked, group_priority, exclude)))
-            if not feeds:
-                check_inputs([])  # raises: no input
+        for group_priority, group in groups:
+            items = [group] if isinstance(group, (str, os.PathLike)) else list(group)
+            if not items:
+                continue
+            checked = check_inputs(items)
+            inputs[group_priority] = [str(Path(i).resolve()) if i != "-" else i for i in checked]
+            feeds.append((group_priority, iter_documents(checked, group_priority, exclude)))
+        if not feeds:
+            check_inputs([])  # raises: no input
+        return feeds, inputs
+
+    def _new_session(self, inputs: dict[str, list[str]]) -> RunSession:
+        config = self.config
         preflight(config, self.registry)
         ledger = open_ledger(config)
         self.start()
-        assert self._pool is not None
         scheduler = Scheduler(config, self._pool, probe=self.probe)
-        for group_priority, feed in feeds:
-            scheduler.add_documents(feed, group_priority)
         session = RunSession(config, self.registry, scheduler, ledger, self.on_page_done, self._tick, inputs)
         self._session = session
         return session
+
+    def submit(self, paths: Inputs, priority: str | None = None, keep_results: bool = False) -> Job:
+        """Start processing in the background and return a :class:`Job` at once.
+
+        Jobs submitted to one engine share its pool by priority; each job's pages are committed
+        to the same ledger. Outputs are written when the engine closes (leave the ``with`` block).
+        ``keep_results`` keeps the job's PageResults in ``job.results_kept``.
+        """
+        feeds, _ = self._feeds(paths, priority, None)
+        documents = (doc for _, feed in feeds for doc in feed)
+        if self._jobs is None:
+            self._jobs = JobService(lambda: self._new_session({}))
+        return self._jobs.submit(documents, priority or self.config.priority, keep_results)
 
     def _tick(self, session: RunSession) -> None:
         if self.on_progress is None:
@@ -186,4 +217,4 @@ class Engine:
                 self.on_progress(progress)
 
 
-__all__ = ["Engine", "CriticalError"]
+__all__ = ["Engine", "Job", "RunProgress", "CriticalError"]

@@ -63,7 +63,10 @@ class Ledger:
         if existed:
             self._check_header()
         try:
-            self.db = sqlite3.connect(str(self.path) if self.path else ":memory:", isolation_level=None)
+            # one thread at a time uses a ledger, but not always the one that opened it (Engine.submit)
+            self.db = sqlite3.connect(
+                str(self.path) if self.path else ":memory:", isolation_level=None, check_same_thread=False
+            )
             if existed:
                 self._check_schema()
             self.db.execute("PRAGMA journal_mode=WAL")

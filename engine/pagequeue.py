@@ -123,6 +123,24 @@ class PageQueue:
                 heapq.heapify(heap)
                 return
 
+    def remove_where(self, doomed: Callable[[Task], bool]) -> list[Task]:
+        """Take out every waiting task for which ``doomed`` is true (a cancelled job's)."""
+        removed: list[Task] = []
+        for rank in range(N_CLASSES):
+            keep = []
+            for entry in self._heaps[rank]:
+                if doomed(entry[2]):
+                    removed.append(entry[2])
+                else:
+                    keep.append(entry)
+            heapq.heapify(keep)
+            self._heaps[rank] = keep
+            alive = {entry[1] for entry in keep}
+            self._fifos[rank] = deque(t for t in self._fifos[rank] if t.seq in alive)
+        self._taken.clear()
+        self._size -= len(removed)
+        return removed
+
     def drain(self) -> Iterator[Task]:
         while self._size:
             task = self.pop()
@@ -151,6 +169,12 @@ class RetryTimers:
 
     def next_time(self) -> float | None:
         return self._heap[0][0] if self._heap else None
+
+    def remove_where(self, doomed: Callable[[Task], bool]) -> list[Task]:
+        removed = [item[2] for item in self._heap if doomed(item[2])]
+        self._heap = [item for item in self._heap if not doomed(item[2])]
+        heapq.heapify(self._heap)
+        return removed
 
     def drain(self) -> list[Task]:
         tasks = [item[2] for item in self._heap]

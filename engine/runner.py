@@ -78,6 +78,8 @@ class RunSession:
         self.summary: RunSummary | None = None
         self.done_before: set[tuple[str, int]] = set()
         self._document_pages: dict[str, int] = {}
+        self.on_committed: Callable[[PageResult, int], Any] | None = None
+        self._job_of: dict[tuple[str, int], int] = {}  # recorded, not yet committed: which job
 
     @property
     def pages_done(self) -> int:
@@ -136,6 +138,7 @@ class RunSession:
         ledger = self.ledger
         if isinstance(event, PageFinished):
             ledger.add_result(self.run_id, self._cross_checked(event.result))
+            self._job_of[event.result.key] = event.job
         elif isinstance(event, DocumentOpened):
             self.documents += 1
             doc = event.document
@@ -148,6 +151,7 @@ class RunSession:
                 self.run_id,
                 PageResult(doc.path, doc.sha256, 0, 0, "failed", error=event.error, attempts=event.attempts),
             )
+            self._job_of[(doc.sha256, -1)] = event.job
         elif isinstance(event, AttemptFailed):
             ledger.add_attempt(self.run_id, event.key[0], event.key[1], event.attempt, event.error, event.seconds)
 
@@ -165,18 +169,25 @@ class RunSession:
         return dataclasses.replace(result, issues=issues, status=status_of(issues))
 
     def _commit(self) -> Iterator[PageResult]:
-        for result in self.ledger.flush():
+        committed = self.ledger.flush()
+        for result in committed:  # done now, whether or not the consumer takes them all
             self._count(result)
             self.registry.hook.pagemill_page_done(result=result)
             if self.on_page_done:
                 self.on_page_done(result)
-            yield result
+        yield from committed
 
     def _commit_quietly(self) -> None:
         for result in self.ledger.flush():
             self._count(result)
 
+    def uncommitted(self, job: int) -> bool:
+        return job in self._job_of.values()
+
     def _count(self, result: PageResult) -> None:
+        job = self._job_of.pop(result.key, 0)
+        if self.on_committed is not None:
+            self.on_committed(result, job)
         self.counts[result.status] += 1
         for stage, seconds in result.stage_seconds.items():
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds

@@ -38,6 +38,7 @@ class DocumentFailed:
     document: Document
     error: ErrorInfo
     attempts: int
+    job: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,12 +114,44 @@ class Scheduler:
         self.pages_known = 0
         self._seconds_per_page = 0.0
         self.worker_rss_mb: dict[int, float] = {}
+        self.keep_alive = False  # serve submissions until told to stop (Engine.submit)
+        self.outstanding: dict[int, int] = {}  # per job: tasks taken and not yet finished
+        self.feeding: set[int] = set()  # jobs whose documents are still being read
+        self._cancelled_jobs: set[int] = set()
+        self._documents_seen: dict[str, str] = {}  # sha256 -> first path, so a copy is done once
 
     # --------------------------------------------------------------- submitting
     def add_documents(self, documents: Iterable[Document], priority: str = "normal", job: int = 0) -> None:
         """Queue documents; callable before or during a run (the urgent overtake the rest)."""
         with self._feeds_lock:
             self._feeds.append(Feed(iter(documents), PRIORITY_RANKS[priority], job))
+            self.feeding.add(job)
+
+    def cancel_job(self, job: int) -> None:
+        """Drop a job's documents and queued pages; its pages in flight still finish."""
+        with self._feeds_lock:
+            self._cancelled_jobs.add(job)
+
+    def job_pending(self, job: int) -> bool:
+        return job in self.feeding or self.outstanding.get(job, 0) > 0
+
+    def _take(self, task: Task) -> Task:
+        self.outstanding[task.job] = self.outstanding.get(task.job, 0) + 1
+        return task
+
+    def _finish(self, job: int) -> None:
+        self.outstanding[job] = self.outstanding.get(job, 1) - 1
+
+    def _purge_cancelled_jobs(self) -> None:
+        with self._feeds_lock:
+            cancelled, self._cancelled_jobs = self._cancelled_jobs, set()
+            self._feeds = [feed for feed in self._feeds if feed.job not in cancelled]
+            self.feeding -= cancelled
+        if cancelled:
+            for task in self.queue.remove_where(lambda t: t.job in cancelled) + self.timers.remove_where(
+                lambda t: t.job in cancelled
+            ):
+                self._finish(task.job)
 
     def cancel(self, immediate: bool = False) -> None:
         """Stop dispatching; pages in flight finish within the grace period (or not at all)."""
@@ -137,6 +170,8 @@ class Scheduler:
         self.pool.resize(max(low, len(self.pool.live)), "start")
         while True:
             now = self.clock()
+            if self._cancelled_jobs:
+                self._purge_cancelled_jobs()
             if not self.stopping:
                 yield from self._refill()
                 for task in self.timers.due(now):
@@ -163,7 +198,7 @@ class Scheduler:
             return False
         if self.stopping:
             return True
-        return not self._feeds and not len(self.queue) and not len(self.timers)
+        return not self.keep_alive and not self._feeds and not len(self.queue) and not len(self.timers)
 
     def _stop_due(self, now: float) -> bool:
         if self.stop_now:
@@ -188,14 +223,20 @@ class Scheduler:
             except StopIteration:
                 with self._feeds_lock:
                     self._feeds.remove(feed)
+                    if not any(f.job == feed.job for f in self._feeds):
+                        self.feeding.discard(feed.job)
                 continue
             except Exception as exc:  # noqa: BLE001 - discovery errors are the input's, named
                 logger.error("cannot read input: {}", exc)
                 continue
             if self.document_done(document):
                 continue
+            first = self._documents_seen.setdefault(document.sha256, document.path)
+            if first != document.path:
+                logger.info("{}: same content as {}; done once", document.path, first)
+                continue
             rank = min(feed.rank, PRIORITY_RANKS.get(document.priority, feed.rank))
-            self.queue.push(Task(next_seq(), "ingest", document, rank, 0, job=feed.job))
+            self.queue.push(self._take(Task(next_seq(), "ingest", document, rank, 0, job=feed.job)))
         yield  # a generator, for symmetry with the other steps
 
     def _dispatch(self) -> None:
@@ -236,6 +277,7 @@ class Scheduler:
             self.breakers.record(None, None, ok=True)
             total = sum(value.stage_seconds.values())
             self._seconds_per_page = total if not self._seconds_per_page else 0.8 * self._seconds_per_page + 0.2 * total
+            self._finish(task.job)
             yield PageFinished(_with_attempts(value, task.attempts + 1), task.job)
         elif kind == "failure":
             failure: StageFailure = value
@@ -258,8 +300,9 @@ class Scheduler:
             if self.is_done(page.key):
                 self.pages_skipped += 1
                 continue
-            self.queue.push(Task(next_seq(), "page", page, task.rank, len(pages), job=task.job))
+            self.queue.push(self._take(Task(next_seq(), "page", page, task.rank, len(pages), job=task.job)))
             queued += 1
+        self._finish(task.job)
         yield DocumentOpened(document, len(pages), queued)
 
     def _failed(self, task: Task, error: ErrorInfo, seconds: float, charge: bool = True) -> Iterator[Event]:
@@ -280,8 +323,9 @@ class Scheduler:
         if self.stopping and error.error_class == "transient":
             return  # left unfinished: done on resume
         logger.error("{}: {}", task.where(), error.one_line())
+        self._finish(task.job)
         if task.kind == "ingest":
-            yield DocumentFailed(task.payload, error, task.attempts)
+            yield DocumentFailed(task.payload, error, task.attempts, task.job)
         else:
             yield PageFinished(failed_result(task.payload, error, task.attempts), task.job)
 
@@ -322,8 +366,9 @@ class Scheduler:
                 reason.stage,
             )
             logger.error("{}: {}", task.where(), poison.one_line())
+            self._finish(task.job)
             if task.kind == "ingest":
-                yield DocumentFailed(task.payload, poison, task.attempts)
+                yield DocumentFailed(task.payload, poison, task.attempts, task.job)
             else:
                 yield PageFinished(failed_result(task.payload, poison, task.attempts), task.job)
             return

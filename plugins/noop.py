@@ -19,8 +19,8 @@ SUFFIX = ".noop"
 
 
 def write_noop_document(path: Path, pages: int) -> Path:
-    """Create a stand-in document of ``pages`` pages."""
-    path.write_text(f"pages: {pages}\n", encoding="utf-8")
+    """Create a stand-in document of ``pages`` pages (its name is in it, so copies differ)."""
+    path.write_text(f"pages: {pages}\nname: {path.name}\n", encoding="utf-8")
     return path
 
 
@@ -41,7 +41,7 @@ def pagemill_ingest(document: Document, config: object) -> list[PageTask] | None
     if not document.path.endswith(SUFFIX):
         return None
     text = Path(document.path).read_text(encoding="utf-8")
-    pages = int(text.split(":", 1)[1])
+    pages = int(text.splitlines()[0].split(":", 1)[1])
     return [
         PageTask(document.path, document.sha256, index, pages, kind="noop", priority=document.priority, has_text_layer=True)
         for index in range(pages)

@@ -1,0 +1,98 @@
+"""The Python API for ETL jobs: streaming, early exit, jobs sharing a pool by priority."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import noop_config
+from engine import Engine, EngineConfig, PageResult, hookimpl
+from plugins.noop import write_noop_document
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Collector:
+    """A parent-side plugin: pagemill_page_done runs in the parent, like a sink."""
+
+    name = "collector"
+
+    def __init__(self) -> None:
+        self.pages: list[str] = []
+
+    @hookimpl
+    def pagemill_page_done(self, result):
+        self.pages.append(f"{Path(result.document).name}:{result.page}")
+
+
+def test_process_streams_results_and_callbacks_and_hooks_agree(noop_archive, tmp_path) -> None:
+    archive = noop_archive([3, 4])
+    collector = Collector()
+    called: list[PageResult] = []
+    with Engine(noop_config(tmp_path / "out", noop_ms=1), plugins=[collector], on_page_done=called.append) as engine:
+        streamed = list(engine.process(archive, priority="high"))
+        again = list(engine.process(archive))  # the same pool, a second call: all done already
+    assert len(streamed) == 7 and again == []
+    assert [f"{Path(r.document).name}:{r.page}" for r in streamed] == collector.pages
+    assert called == streamed
+    assert engine.last_summary.pages_skipped == 7
+
+
+def test_leaving_the_loop_early_cancels_cleanly_and_a_rerun_finishes(noop_archive, tmp_path) -> None:
+    archive = noop_archive([30])
+    out = tmp_path / "out"
+    engine = Engine(noop_config(out, noop_ms=30))
+    taken = []
+    for result in engine.process(archive):
+        taken.append(result)
+        if len(taken) == 3:
+            break
+    assert engine.last_summary.status == "cancelled"
+    committed = engine.last_summary.pages_ok + engine.last_summary.pages_review
+    assert 3 <= committed < 30
+    rest = Engine(noop_config(out, noop_ms=1)).run(archive)
+    assert rest.pages_skipped == committed
+    assert rest.pages_ok + rest.pages_review == 30 - committed
+
+
+def test_two_jobs_share_the_pool_and_the_high_one_finishes_first(tmp_path) -> None:
+    low_dir, high_dir = tmp_path / "low", tmp_path / "high"
+    low_dir.mkdir()
+    high_dir.mkdir()
+    for n in range(4):
+        write_noop_document(low_dir / f"low{n}.noop", 8)
+    write_noop_document(high_dir / "rush.noop", 4)
+    with Engine(noop_config(tmp_path / "out", noop_ms=40, workers="1")) as engine:
+        low = engine.submit(low_dir, priority="low", keep_results=True)
+        high = engine.submit(high_dir, priority="high", keep_results=True)
+        assert high.result(timeout=60).pages_done == 4
+        assert low.status() == "running"
+        assert low.result(timeout=120).pages_done == 32
+        assert low.status() == "done" and high.progress().status == "done"
+    assert engine.last_summary.pages_ok + engine.last_summary.pages_review == 36
+    assert (tmp_path / "out" / "results.jsonl").read_text().count("\n") == 36
+
+
+def test_a_cancelled_job_stops_and_the_other_goes_on(tmp_path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    for n in range(5):
+        write_noop_document(first / f"a{n}.noop", 10)
+    write_noop_document(second / "b.noop", 5)
+    with Engine(noop_config(tmp_path / "out", noop_ms=30, workers="1")) as engine:
+        doomed = engine.submit(first, priority="normal")
+        kept = engine.submit(second, priority="low")
+        doomed.cancel()
+        assert doomed.result(timeout=60).pages_done < 50
+        assert doomed.status() == "cancelled"
+        assert kept.result(timeout=60).pages_done == 5
+
+
+def test_the_example_etl_job_runs(tmp_path) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "etl_job.py"), "--pages", "3", "--work", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "loaded 3 tickets" in done.stdout
+    assert (tmp_path / "tickets.csv").read_text().count("\n") == 4
