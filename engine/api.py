@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from engine.config import EngineConfig
+from engine.db_sink import sink_from_url
 from engine.discovery import check_inputs, iter_documents
 from engine.errors import CriticalError
 from engine.executors import make_pool
@@ -60,6 +61,9 @@ class Engine:
             config = config.replace(**overrides)
         self.config = config
         self.registry = PluginRegistry.for_run(config.plugins, plugins, config.load_entry_points)
+        self._sinks = [sink_from_url(url) for url in config.sinks]
+        for number, sink in enumerate(self._sinks):
+            self.registry.add_parent_plugin(sink, f"sink-{number}")
         self.on_page_done = on_page_done
         self.on_progress = on_progress
         self.probe = probe
@@ -90,6 +94,12 @@ class Engine:
                 self.last_summary = self._session.summary if self._session else self.last_summary
         finally:
             self._close_pool()
+            self._close_sinks()
+
+    def _close_sinks(self) -> None:
+        for sink in self._sinks:
+            sink.close()
+        self._sinks = []
 
     def _close_pool(self) -> None:
         if self._pool is not None:
@@ -118,7 +128,7 @@ class Engine:
             self.last_summary = session.summary
             self._session = None
             if temporary:
-                self.close()
+                self._close_pool()
 
     def run(self, paths: Inputs, priority: str | None = None) -> RunSummary:
         """Process everything and return the summary (outputs written when out_dir is set)."""

@@ -32,6 +32,12 @@ def add_commands(commands: Any) -> None:
     sample.add_argument("--no-broken", action="store_true", help="leave out the deliberately broken file")
     sample.set_defaults(handler=command_sample)
 
+    export = commands.add_parser("export", help="write the results from an output folder's ledger, also during a run")
+    export.add_argument("dir", metavar="DIR")
+    export.add_argument("--format", choices=["jsonl", "csv", "xlsx"], default="xlsx")
+    export.add_argument("-o", "--output", metavar="FILE", help="for xlsx (default DIR/results.xlsx)")
+    export.set_defaults(handler=command_export)
+
     bench = commands.add_parser("bench", help="measure pages/s, speed-up and efficiency at several worker counts")
     bench.add_argument("inputs", nargs="*", metavar="INPUT", help="an archive to measure (default: a generated one)")
     bench.add_argument("--workers", default=None, help="comma-separated worker counts (default: 1 to the CPU count)")
@@ -169,4 +175,26 @@ def command_bench(args: argparse.Namespace, registry: Any) -> int:
         save_json(rows, Path(args.json_out), meta)
     if args.plot:
         save_plot(rows, Path(args.plot), f"pagemill bench ({args.stages} stages)")
+    return 0
+
+
+def command_export(args: argparse.Namespace, registry: Any) -> int:
+    from loguru import logger
+
+    from engine.ledger import open_existing
+    from engine.sinks import write_outputs, write_xlsx
+
+    out = Path(args.dir)
+    ledger = open_existing(out)
+    try:
+        runs = ledger.runs()
+        report = (runs[-1].get("summary") or {}) if runs else {}
+        if args.format == "xlsx":
+            written = [write_xlsx(ledger, Path(args.output) if args.output else out / "results.xlsx", report)]
+        else:
+            paths = write_outputs(ledger, out, report)
+            written = [paths["results.jsonl"]] if args.format == "jsonl" else [paths["results.csv"], paths["review.csv"]]
+    finally:
+        ledger.db.close()
+    logger.info("wrote {}", ", ".join(str(p) for p in written))
     return 0

@@ -58,6 +58,8 @@ def _add_run_options(parser: argparse.ArgumentParser, registry: PluginRegistry, 
     parser.add_argument("--config", metavar="FILE", help="a pagemill.toml (default: ./pagemill.toml when present)")
     parser.add_argument("--plugin", action="append", default=[], metavar="PATH|MODULE", help="load a plugin (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no live progress display")
+    parser.add_argument("--sink", action="append", default=[], metavar="URL",
+                        help="also write each finished ticket to sqlite:///path.db as the run goes")
     workers = parser.add_argument_group("workers and scheduling")
     workers.add_argument("--workers", default=None, help="auto (1..CPUs, the default), N, or MIN:MAX")
     workers.add_argument("--priority", default=None, choices=["urgent", "high", "normal", "low"], help="priority of the inputs")
@@ -92,6 +94,8 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides["out_dir"] = getattr(args, "out", None)
     if getattr(args, "plugin", None):
         overrides["plugins"] = tuple(args.plugin)
+    if getattr(args, "sink", None):
+        overrides["sinks"] = tuple(args.sink)
     options = {k: v for k, v in vars(args).items() if k not in _CORE_DESTS and v is not None}
     if options:
         overrides["options"] = options
@@ -100,7 +104,7 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 _CORE_DESTS = set(CONFIG_OPTIONS) | {
     "command", "handler", "verbose", "quiet", "inputs", "out", "urgent", "high", "low", "config",
-    "plugin", "no_progress", "dir",
+    "plugin", "no_progress", "dir", "sink",
 }
 
 

@@ -58,6 +58,7 @@ class EngineConfig:
     # --- plugins
     plugins: tuple[str, ...] = ()  # paths to .py files or importable module names
     load_entry_points: bool = True
+    sinks: tuple[str, ...] = ()  # where finished pages also go as the run goes: sqlite:///path.db
     options: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ sources

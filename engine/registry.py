@@ -134,6 +134,11 @@ class PluginRegistry:
             ) from None
         self._register(obj, PluginSpec(str(name), "object", "", "object passed in Python", payload))
 
+    def add_parent_plugin(self, obj: object, name: str) -> None:
+        """A plugin for parent-side hooks only (sinks): never sent to workers."""
+        if not self.manager.has_plugin(name):
+            self.manager.register(obj, name=name)
+
     def _register(self, obj: object, spec: PluginSpec) -> None:
         name = spec.name
         if self.manager.has_plugin(name):

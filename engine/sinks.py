@@ -1,5 +1,5 @@
 """Result outputs, written from the ledger (never from memory), each file replaced atomically:
-``results.jsonl``, ``results.csv``, ``review.csv`` and ``report.json``."""
+``results.jsonl``, ``results.csv``, ``review.csv``, ``report.json``, and ``results.xlsx`` on export."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
+from engine.errors import ConfigError
 from engine.ledger import Ledger
 from engine.records import PageResult
 
@@ -90,3 +92,81 @@ def write_outputs(ledger: Ledger, out_dir: Path, report: dict[str, Any]) -> dict
         json.dump({**report, **totals, "errors_by_class": by_class, "errors_by_type": by_type}, report_file,
                   indent=2, default=str)
     return paths
+
+
+def typed_value(field_type: str, value: Any) -> Any:
+    """A field's value as a spreadsheet cell: numbers as numbers, dates as dates, the rest as text."""
+    if value is None:
+        return None
+    if field_type in ("number", "money", "weight"):
+        try:
+            return float(value) if not isinstance(value, int) else value
+        except (TypeError, ValueError):
+            return str(value)
+    if field_type == "date":
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError:
+            return str(value)
+    return str(value)
+
+
+def write_xlsx(ledger: Ledger, path: Path, report: dict[str, Any] | None = None) -> Path:
+    """Tickets (typed columns), Review (the reason per page) and Summary sheets, from the ledger."""
+    try:
+        from openpyxl import Workbook
+        from openpyxl.styles import Font
+    except ImportError:
+        raise ConfigError("XLSX export needs openpyxl: pip install 'pagemill[xlsx]'") from None
+    names: dict[str, str] = {}  # field name -> type, in order of first appearance
+    for result in ledger.iter_results():
+        for name, item in result.fields.items():
+            names.setdefault(name, item.type)
+    book = Workbook()
+    tickets = book.active
+    tickets.title = "Tickets"
+    tickets.append(["document", "page", "status", *names, "confidence"])
+    review = book.create_sheet("Review")
+    review.append(["document", "page", "status", "reasons"])
+    totals = {"ok": 0, "review": 0, "failed": 0}
+    for result in ledger.iter_results():
+        totals[result.status] += 1
+        confidences = [f.confidence for f in result.fields.values()]
+        tickets.append([
+            result.document, result.page, result.status,
+            *(typed_value(kind, result.fields[n].value) if n in result.fields else None for n, kind in names.items()),
+            round(min(confidences), 3) if confidences else None,
+        ])
+        if result.status != "ok":
+            review.append([result.document, result.page, result.status, review_reasons(result)])
+    for column, (name, kind) in enumerate(names.items(), start=4):
+        if kind == "date":
+            for row in tickets.iter_rows(min_row=2, min_col=column, max_col=column):
+                row[0].number_format = "yyyy-mm-dd"
+    summary = book.create_sheet("Summary")
+    summary.append(["measure", "value"])
+    summary.append(["pages", sum(totals.values())])
+    for status, count in totals.items():
+        summary.append([f"pages {status}", count])
+    for key in ("pages_per_second", "wall_seconds", "peak_workers"):
+        if report and key in report:
+            summary.append([key, report[key]])
+    for sheet in (tickets, review, summary):
+        for cell in sheet[1]:
+            cell.font = Font(bold=True)
+        sheet.freeze_panes = "A2"
+    with atomic_bytes(path) as handle:
+        book.save(handle)
+    return path
+
+
+@contextmanager
+def atomic_bytes(path: Path) -> Iterator[Any]:
+    handle = tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", delete=False)
+    try:
+        with handle:
+            yield handle
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise

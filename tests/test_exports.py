@@ -1,0 +1,101 @@
+"""Exports from the ledger (XLSX with typed columns) and the SQLite sink across a resumed run."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import noop_config
+from engine.api import Engine
+from engine.cli import main as pagemill
+from engine.ledger import Ledger
+from engine.records import ErrorInfo, Field, Issue, PageResult
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ticket(page: int, status: str = "ok", **kw) -> PageResult:
+    fields = {
+        "ticket_number": Field("ticket_number", f"10{page}", 0.95, type="id"),
+        "date": Field("date", "2026-03-14", 0.9, type="date"),
+        "net_lb": Field("net_lb", 41220 + page, 0.9, type="weight"),
+        "net_tons": Field("net_tons", 20.61, 0.9, type="weight"),
+    }
+    return PageResult("/a/t.pdf", "f" * 64, page, 3, status, fields=fields, **kw)
+
+
+def test_xlsx_has_tickets_review_and_summary_with_types(tmp_path) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    run = ledger.start_run({})
+    ledger.add_result(run, ticket(1))
+    ledger.add_result(run, ticket(2, "review", issues=(Issue("net_mismatch", "net is off", "net_lb"),)))
+    ledger.add_result(run, PageResult("/a/bad.pdf", "e" * 64, 0, 0, "failed",
+                                      error=ErrorInfo("permanent", "CorruptDocumentError", "broken")))
+    ledger.finish_run(run, "partial", {"pages_per_second": 3.5})
+    ledger.close()
+    assert pagemill(["export", str(tmp_path), "--format", "xlsx"]) == 0
+    book = openpyxl.load_workbook(tmp_path / "results.xlsx")
+    assert book.sheetnames == ["Tickets", "Review", "Summary"]
+    rows = list(book["Tickets"].iter_rows(values_only=True))
+    assert rows[0][:7] == ("document", "page", "status", "ticket_number", "date", "net_lb", "net_tons")
+    assert len(rows) == 4
+    first = next(r for r in rows[1:] if r[0] == "/a/t.pdf" and r[1] == 1)
+    assert isinstance(first[4], datetime.datetime) and first[4].date() == datetime.date(2026, 3, 14)
+    assert first[5] == 41221 and isinstance(first[6], float)
+    assert first[3] == "101"
+    review = list(book["Review"].iter_rows(values_only=True))
+    assert {(r[0], r[2]) for r in review[1:]} == {("/a/t.pdf", "review"), ("/a/bad.pdf", "failed")}
+    assert any("net is off" in r[3] for r in review[1:]) and any("CorruptDocumentError" in r[3] for r in review[1:])
+    summary = dict(book["Summary"].iter_rows(min_row=2, values_only=True))
+    assert summary["pages"] == 3 and summary["pages failed"] == 1 and summary["pages_per_second"] == 3.5
+
+
+def test_export_jsonl_and_csv(tmp_path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    run = ledger.start_run({})
+    ledger.add_result(run, ticket(1))
+    ledger.close()
+    assert pagemill(["export", str(tmp_path), "--format", "csv"]) == 0
+    assert "ticket_number" in (tmp_path / "results.csv").read_text().splitlines()[0]
+    assert pagemill(["export", str(tmp_path), "--format", "jsonl"]) == 0
+    assert (tmp_path / "results.jsonl").read_text().count("\n") == 1
+
+
+@pytest.mark.slow
+def test_sqlite_sink_has_every_ticket_once_after_a_killed_and_resumed_run(noop_archive, tmp_path) -> None:
+    archive = noop_archive([10, 10, 10])
+    out, db = tmp_path / "out", tmp_path / "tickets.db"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    args = [sys.executable, "-m", "engine.cli", "run", str(archive), "--out", str(out), "--plugin", "plugins.noop",
+            "--noop-ms", "150", "--workers", "2", "--no-progress", "--sink", f"sqlite:///{db}"]
+    process = subprocess.Popen(args, env=env, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(2.0)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    with sqlite3.connect(db) as conn:
+        partial = conn.execute("select count(*) from tickets").fetchone()[0]
+    assert 0 < partial < 30
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "resume", str(out), "--no-progress"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("select sha256, page from tickets").fetchall()
+    assert len(rows) == len(set(rows)) == 30
+
+
+def test_sink_in_the_api_gets_each_page(noop_archive, tmp_path) -> None:
+    archive = noop_archive([3])
+    db = tmp_path / "t.db"
+    with Engine(noop_config(tmp_path / "out", sinks=(f"sqlite:///{db}",))) as engine:
+        engine.run(archive)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from tickets").fetchone()[0] == 3
