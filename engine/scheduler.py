@@ -265,8 +265,11 @@ class Scheduler:
             logger.log(level, "worker {}: {}", worker.slot, text)
             return
         if kind == "fatal":
-            self.critical = ErrorInfo("critical", "PluginLoadError", f"a worker cannot start: {value}", "start")
-            logger.error("{}", self.critical.message)
+            if seq >= 0:
+                self.pool.complete(worker, seq)  # left unfinished: done on resume
+            if self.critical is None:
+                self.critical = ErrorInfo("critical", "PluginLoadError", f"a worker cannot start: {value}", "start")
+                logger.error("{}", self.critical.message)
             return
         task = self.pool.complete(worker, seq)
         if task is None:
