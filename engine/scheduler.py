@@ -11,67 +11,18 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from loguru import logger
 
 from engine.config import EngineConfig
+from engine.events import AttemptFailed, DocumentFailed, DocumentOpened, Event, Feed, PageFinished, Tick
 from engine.pagequeue import PageQueue, RetryTimers, Task, next_seq
 from engine.pipeline import StageFailure, failed_result
 from engine.pool import PoolEvent, WorkerHandle, WorkerPool, describe_exit
 from engine.records import PRIORITY_RANKS, Document, ErrorInfo, PageResult, PageTask
 from engine.retry import BreakerBoard, RetryPolicy
 from engine.scaling import ResourceProbe, ScalingInputs, ScalingLimits, ScalingState, decide_worker_count
-
-
-# ---------------------------------------------------------------------- events
-@dataclass(frozen=True)
-class DocumentOpened:
-    document: Document
-    pages: int
-    pages_queued: int
-
-
-@dataclass(frozen=True)
-class DocumentFailed:
-    document: Document
-    error: ErrorInfo
-    attempts: int
-    job: int = 0
-
-
-@dataclass(frozen=True)
-class AttemptFailed:
-    where: str
-    key: tuple[str, int]
-    attempt: int
-    error: ErrorInfo
-    seconds: float
-    retry_in: float | None  # None when it was the last attempt
-
-
-@dataclass(frozen=True)
-class PageFinished:
-    result: PageResult
-    job: int = 0
-
-
-@dataclass(frozen=True)
-class Tick:
-    pass
-
-
-Event = DocumentOpened | DocumentFailed | AttemptFailed | PageFinished | Tick
-
-
-@dataclass
-class Feed:
-    """Documents still to be read from one submission."""
-
-    documents: Iterator[Document]
-    rank: int
-    job: int
 
 
 class Scheduler:

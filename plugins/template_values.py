@@ -90,7 +90,6 @@ def parse_weight(text: str, unit: str = "lb") -> Parsed | None:
 
 def parse_date(text: str) -> Parsed | None:
     candidates: list[tuple[int, int, int, str, bool]] = []
-    fixed, corrected = text, False
     for match in re.finditer(r"([0-9OoIl|SB]{4})[-/.]([0-9OoIl|SB]{1,2})[-/.]([0-9OoIl|SB]{1,2})", text):
         parts = [fix_digits(p) for p in match.groups()]
         candidates.append((int(parts[0][0]), int(parts[1][0]), int(parts[2][0]), match.group(0), any(c for _, c in parts)))

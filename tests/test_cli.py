@@ -84,7 +84,6 @@ def test_run_with_a_failed_page_exits_1(noop_archive, tmp_path) -> None:
 
 def test_critical_stop_exits_3(noop_archive, tmp_path) -> None:
     archive = noop_archive([2])
-    out = tmp_path / "out"
     blocker = tmp_path / "file-not-folder"
     blocker.write_text("x")
     done = pagemill("run", str(archive), "--out", str(blocker / "out"), "--plugin", "plugins.noop", "--no-progress")

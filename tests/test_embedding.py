@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from conftest import noop_config
-from engine import Engine, EngineConfig, PageResult, hookimpl
+from engine import Engine, PageResult, hookimpl
 from plugins.noop import write_noop_document
 
 ROOT = Path(__file__).resolve().parents[1]
