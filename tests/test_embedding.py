@@ -96,3 +96,25 @@ def test_the_example_etl_job_runs(tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     assert "loaded 3 tickets" in done.stdout
     assert (tmp_path / "tickets.csv").read_text().count("\n") == 4
+
+
+def test_the_readme_example_plugin_adds_a_field_an_issue_and_an_option(tmp_path) -> None:
+    from engine.config import EngineConfig
+    from engine.records import OcrResult, PageTask
+    from engine.registry import PluginRegistry
+
+    path = ROOT / "examples" / "overweight_plugin.py"
+    assert path.read_text() and "overweight_plugin.py" in (ROOT / "README.md").read_text()
+    registry = PluginRegistry.for_run([str(path)], load_entry_points=False)
+    page = PageTask("t.pdf", "0" * 64, 0, 1)
+    ocr = OcrResult("Gross: 90,000 lb\nWeighmaster: Ana Ruiz", mean_confidence=90.0)
+    fields = [f for group in registry.hook.pagemill_extract(page=page, ocr=ocr, config=EngineConfig()) for f in group]
+    assert [(f.name, f.value) for f in fields] == [("operator", "Ana Ruiz")]
+    from engine.records import Field
+
+    heavy = {"gross_lb": Field("gross_lb", 90000, 0.9)}
+    issues = registry.hook.pagemill_validate(page=page, fields=heavy, config=EngineConfig(options={"max_gross": 85000}))
+    assert [i.code for group in issues for i in group] == ["overweight"]
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "run", "--help", "--plugin", str(path)],
+                          capture_output=True, text=True, timeout=60, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert "--max-gross" in done.stdout
