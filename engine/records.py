@@ -55,6 +55,31 @@ class PageTask:
         return f"{self.document} page {self.number}"
 
 
+@dataclass(frozen=True)
+class EncodedImage:
+    """A page image still in its file format (a scan's JPEG as stored in the PDF).
+
+    OCR engines that read files take the bytes as they are: no decode and re-encode in Python.
+    ``to_pil()`` gives a PIL image for those that need one.
+    """
+
+    data: bytes
+    format: str  # "JPEG"
+    width: int
+    height: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.width, self.height)
+
+    def to_pil(self) -> Any:
+        import io
+
+        from PIL import Image
+
+        return Image.open(io.BytesIO(self.data))
+
+
 @dataclass
 class PageContent:
     """What a page holds for the OCR stage: a text layer, an image, or both.
@@ -63,7 +88,7 @@ class PageContent:
     """
 
     text: str | None = None
-    image: Any = None  # PIL.Image.Image
+    image: Any = None  # a PIL.Image.Image or an EncodedImage
     source: str = "unknown"  # "text-layer", "embedded-image", "rendered", "image-file"
     dpi: float | None = None
 

@@ -32,7 +32,7 @@ from engine.errors import (
     PageTooLargeError,
     UnsupportedDocumentError,
 )
-from engine.records import Document, PageContent, PageTask
+from engine.records import Document, EncodedImage, PageContent, PageTask
 
 MIN_TEXT_CHARS = 20
 CACHE_SIZE = 4
@@ -196,8 +196,11 @@ def pagemill_load_page(page: PageTask, config: Any) -> PageContent | None:
     return PageContent(image=_render(page, config), source="rendered", dpi=config.dpi)
 
 
-def _embedded_scan(pdf_page: Any, config: Any) -> Image.Image | None:
-    """The page's one image when it covers the whole page (a scan), upright; else None."""
+def _embedded_scan(pdf_page: Any, config: Any) -> Image.Image | EncodedImage | None:
+    """The page's one image when it covers the whole page (a scan), upright; else None.
+
+    A plain JPEG on an unrotated page comes as its bytes (EncodedImage): tesseract reads it as
+    it is, with no decode and re-encode here."""
     resources = pdf_page.get("/Resources")
     xobjects = resources.get_object().get("/XObject") if resources is not None else None
     if xobjects is None:
@@ -214,15 +217,32 @@ def _embedded_scan(pdf_page: Any, config: Any) -> Image.Image | None:
         return None
     if abs(width / height - page_w / page_h) > 0.03 * (page_w / page_h):
         return None  # not a full-page scan: render instead
+    rotation = (pdf_page.get("/Rotate") or 0) % 360
+    if not rotation and _plain_jpeg(images[0]):
+        return EncodedImage(images[0].get_data(), "JPEG", int(width), int(height))
     files = pdf_page.images
     if len(files) != 1:
         return None
     image = files[0].image
     image = _ocr_mode(image)
-    rotation = (pdf_page.get("/Rotate") or 0) % 360
     if rotation:
         image = image.rotate(-rotation, expand=True)
     return image
+
+
+def _plain_jpeg(xobject: Any) -> bool:
+    """A JPEG that tesseract can read as it is: no masks, no decode arrays, gray or RGB."""
+    filters = xobject.get("/Filter")
+    if isinstance(filters, list):
+        filters = filters[0] if len(filters) == 1 else None
+    return (
+        filters == "/DCTDecode"
+        and xobject.get("/ColorSpace") in ("/DeviceGray", "/DeviceRGB")
+        and xobject.get("/BitsPerComponent", 8) == 8
+        and "/SMask" not in xobject
+        and "/Mask" not in xobject
+        and "/Decode" not in xobject
+    )
 
 
 def _ocr_mode(image: Image.Image) -> Image.Image:

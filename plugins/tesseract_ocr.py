@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from typing import Any
 
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
@@ -16,7 +17,7 @@ import pytesseract  # noqa: E402
 
 from engine import hookimpl  # noqa: E402
 from engine.errors import CriticalError  # noqa: E402
-from engine.records import OcrResult, PageTask, Word  # noqa: E402
+from engine.records import EncodedImage, OcrResult, PageTask, Word  # noqa: E402
 
 
 @hookimpl
@@ -36,8 +37,17 @@ def pagemill_preflight(config: Any) -> None:
 
 
 def ocr_image(image: Any, lang: str = "eng", psm: int = 6) -> OcrResult:
-    """Words with confidences, grouped into lines in reading order."""
-    data = pytesseract.image_to_data(image, lang=lang, config=f"--psm {psm}", output_type=pytesseract.Output.DICT)
+    """Words with confidences, grouped into lines in reading order.
+
+    ``image`` is a PIL image or an :class:`EncodedImage`, whose bytes go to tesseract as a file."""
+    if isinstance(image, EncodedImage):
+        with tempfile.NamedTemporaryFile(prefix="pagemill_", suffix=f".{image.format.lower()}") as handle:
+            handle.write(image.data)
+            handle.flush()
+            data = pytesseract.image_to_data(handle.name, lang=lang, config=f"--psm {psm}",
+                                             output_type=pytesseract.Output.DICT)
+    else:
+        data = pytesseract.image_to_data(image, lang=lang, config=f"--psm {psm}", output_type=pytesseract.Output.DICT)
     lines: list[list[tuple[str, float]]] = []
     line_keys: dict[tuple[int, int, int], int] = {}
     words: list[Word] = []

@@ -146,3 +146,17 @@ def test_image_bomb_is_refused_before_decoding(tmp_path, monkeypatch) -> None:
 def test_page_too_large_to_render_is_refused(tmp_path) -> None:
     with pytest.raises(PageTooLargeError):
         pages_of(vector_pdf(tmp_path / "v.pdf"), dpi=1200, max_image_pixels=10_000_000)
+
+
+def test_a_plain_jpeg_scan_comes_as_its_bytes_and_ocr_reads_it(tmp_path, tesseract_available) -> None:
+    from engine.records import EncodedImage
+    from plugins.tesseract_ocr import ocr_image
+
+    image = ticket_image("Ticket No.: 424242\nGross: 61,000 lb")
+    _, contents = pages_of(scanned_pdf(tmp_path / "scan.pdf", [image]))
+    encoded = contents[0].image
+    assert isinstance(encoded, EncodedImage) and encoded.data[:3] == b"\xff\xd8\xff"
+    assert encoded.size == image.size and encoded.to_pil().size == image.size
+    from_bytes = ocr_image(encoded)
+    from_pil = ocr_image(encoded.to_pil())
+    assert "424242" in from_bytes.text and from_bytes.text == from_pil.text
