@@ -36,18 +36,33 @@ class BenchRow:
     worker_rss_mb: float
 
 
-def _cpu_seconds() -> float:
+def _own_cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime
+
+
+def _worker_cpu(engine: Engine, seen: dict[int, float]) -> None:
+    """CPU seconds of each worker, by pid, as last seen (workers are the forkserver's children,
+    so the parent's rusage never counts them)."""
+    pool = engine._pool
+    if pool is None:
+        return
+    for worker in list(pool.workers.values()):
+        try:
+            times = psutil.Process(worker.pid).cpu_times()
+        except (psutil.Error, TypeError):
+            continue
+        seen[worker.pid] = times.user + times.system + times.children_user + times.children_system
 
 
 def measure_once(config: EngineConfig, inputs: Sequence[str], workers: int, plugins: Sequence[object] = ()) -> dict[str, Any]:
     """One run with ``workers`` fixed workers; the pool starts before the clock does."""
     peak = {"parent": 0.0, "worker": 0.0}
     process = psutil.Process()
+    worker_cpu: dict[int, float] = {}
 
     def sample(progress: Any) -> None:
+        _worker_cpu(engine, worker_cpu)
         peak["parent"] = max(peak["parent"], process.memory_info().rss / 2**20)
         if engine.session is not None:
             sizes = engine.session.scheduler.worker_rss_mb.values()
@@ -57,12 +72,12 @@ def measure_once(config: EngineConfig, inputs: Sequence[str], workers: int, plug
         run_config = config.replace(workers=str(workers), out_dir=out, fresh=True)
         engine = Engine(run_config, plugins=plugins, on_progress=sample)
         with engine:
-            cpu0 = _cpu_seconds()
+            cpu0 = _own_cpu_seconds()
             start = time.perf_counter()
             summary = engine.run(list(inputs))
             wall = time.perf_counter() - start
-            cpu = _cpu_seconds() - cpu0
-        cpu = max(cpu, _cpu_seconds() - cpu0)  # workers' CPU is counted once they are joined
+            _worker_cpu(engine, worker_cpu)
+            cpu = _own_cpu_seconds() - cpu0 + sum(worker_cpu.values())
     peak["parent"] = max(peak["parent"], process.memory_info().rss / 2**20)
     pages = summary.pages_ok + summary.pages_review + summary.pages_failed
     return {"wall": wall, "pages": pages, "cpu": cpu, **peak}

@@ -163,8 +163,8 @@ def command_bench(args: argparse.Namespace, registry: Any) -> int:
         elif not inputs:
             from engine.sample import generate_sample
 
-            generate_sample(Path(scratch) / "archive", pages=args.pages or 40, seed=1, broken=False)
-            inputs = [str(Path(scratch) / "archive")]
+            archive = generate_sample(Path(scratch) / "archive", pages=args.pages or 40, seed=1, broken=False)
+            inputs = [str(archive.documents[0].parent)]
         config = EngineConfig.load(plugins=plugins, options=options)
         rows = run_bench(config, inputs, counts, repeat=max(1, args.repeat))
     table = format_table(rows)

@@ -35,6 +35,7 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 TYPES = ("id", "text", "date", "time", "number", "money", "weight")
 UNITS = ("lb", "kg", "t", "ton")
 # letters OCR confuses inside words, folded before labels are compared
+LABEL_SLIP_QUALITY = 0.9  # a label read with OCR slips ("GR0SS") lowers the field's confidence
 LABEL_FOLD = str.maketrans({"0": "o", "1": "l", "|": "l", "i": "l", "5": "s", "8": "b", "$": "s"})
 
 
@@ -129,16 +130,20 @@ class LabelHit:
     field: FieldSpec
     start: int
     end: int
+    exact: bool = True  # matched as written (case and spacing aside), not only after folding OCR slips
 
 
 def find_labels(line: str, template: Template) -> list[LabelHit]:
     """Non-overlapping label matches on one line, the longest first where they overlap."""
     folded = _fold(line)
+    lowered = line.lower()
     hits = []
     for spec in template.fields:
         for label in spec.labels:
             for match in _label_regex(label).finditer(folded):
-                hits.append(LabelHit(spec, match.start(), match.end()))
+                written = re.sub(r"[^a-z0-9#]", "", lowered[match.start():match.end()])
+                exact = written == re.sub(r"[^a-z0-9#]", "", label.lower())
+                hits.append(LabelHit(spec, match.start(), match.end(), exact))
     hits.sort(key=lambda h: (-(h.end - h.start), h.start))
     chosen: list[LabelHit] = []
     taken: set[str] = set()
@@ -226,6 +231,8 @@ def extract_fields(ocr: OcrResult, template: Template) -> list[Field]:
             if parsed is None:
                 continue
             value, raw, quality = parsed
+            if not hit.exact:
+                quality *= LABEL_SLIP_QUALITY
             ocr_confidence = _confidence_of(raw, value_line, ocr)
             found[spec.name] = Field(spec.name, value, round(ocr_confidence * quality, 4), raw, spec.type)
     return list(found.values())

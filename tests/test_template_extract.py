@@ -128,3 +128,10 @@ def test_bad_templates_are_config_errors(tmp_path, body, word) -> None:
 def test_unknown_bundled_template_names_the_bundled_ones() -> None:
     with pytest.raises(ConfigError, match="truck_ticket"):
         load_template("no_such_template")
+
+
+def test_a_label_read_with_slips_lowers_the_confidence() -> None:
+    clean = {f.name: f for f in extract_fields(ocr_of("Gross: 72,340 lb", 95.0), TICKET)}["gross_lb"]
+    slipped = {f.name: f for f in extract_fields(ocr_of("GR0SS: 72,340 lb", 95.0), TICKET)}["gross_lb"]
+    assert slipped.value == clean.value
+    assert slipped.confidence < clean.confidence
