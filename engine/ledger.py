@@ -212,6 +212,14 @@ class Ledger:
         for row in cursor:
             yield _result_of(dict(zip(names, row)))
 
+    def field_names(self) -> list[str]:
+        """Every field name stored, in the order they first appeared."""
+        rows = self.db.execute(
+            "SELECT key FROM (SELECT j.key AS key, min(p.rowid) AS first FROM pages AS p, json_each(p.fields) AS j "
+            "GROUP BY j.key) ORDER BY first"
+        )
+        return [name for (name,) in rows]
+
     def close(self) -> None:
         try:
             self.flush()
