@@ -38,6 +38,7 @@ class WorkerHandle:
     conn: multiprocessing.connection.Connection
     started_at: float
     in_flight: list[Task] = field(default_factory=list)
+    messages: int = 0  # messages sent (a task or a batch of tasks) and not yet answered
     tasks_done: int = 0
     ready: bool = False
     retiring: str = ""  # why it is being retired; "" when it is not
@@ -62,6 +63,8 @@ class PoolEvent:
 
 class WorkerPool:
     """Starts, feeds, watches, recycles and stops worker processes."""
+
+    max_batch = 32  # tasks one message may carry (engine.scheduler decides how many it does)
 
     def __init__(
         self,
@@ -136,12 +139,31 @@ class WorkerPool:
     # ----------------------------------------------------------------- feeding
     def free_capacity(self) -> list[WorkerHandle]:
         """Workers that can take another task now, the emptiest first."""
-        ready = [w for w in self.live if w.ready and len(w.in_flight) < self.depth]
-        return sorted(ready, key=lambda w: len(w.in_flight))
+        ready = [w for w in self.live if w.ready and w.messages < self.depth]
+        return sorted(ready, key=lambda w: w.messages)
 
     def send(self, worker: WorkerHandle, task: Task) -> None:
         worker.in_flight.append(task)
+        worker.messages += 1
         worker.conn.send((task.seq, task.kind, task.payload))
+
+    def send_batch(self, worker: WorkerHandle, tasks: list[Task]) -> None:
+        """Several short tasks in one message, answered in one message: less IPC per page."""
+        if len(tasks) == 1:
+            self.send(worker, tasks[0])
+            return
+        worker.in_flight.extend(tasks)
+        worker.messages += 1
+        worker.conn.send((tasks[0].seq, "batch", [(t.seq, t.kind, t.payload) for t in tasks]))
+
+    def tasks_before_recycle(self, worker: WorkerHandle) -> int:
+        """How many more tasks the worker may be given before it is recycled (a large number when never)."""
+        limit = self.config.max_pages_per_worker
+        return max(1, limit - worker.tasks_done - len(worker.in_flight)) if limit else 1 << 30
+
+    def answered(self, worker: WorkerHandle) -> None:
+        """A message of the worker's (a task or a batch) has been answered."""
+        worker.messages = max(0, worker.messages - 1)
 
     def busy_count(self) -> int:
         return sum(1 for w in self.workers.values() if w.in_flight)

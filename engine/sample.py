@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ KG_PER_LB = 0.45359237
 COMPANIES = ["Granite Ridge Aggregates", "Blue River Sand & Gravel", "Summit Materials Yard", "Northfield Quarry"]
 CARRIERS = ["Ridge Line Trucking", "Delgado Hauling", "Mason Bros Transport", "Kettle Creek Freight", "Pioneer Haulers"]
 MATERIALS = ["Crushed Stone", "Fill Sand", "Asphalt Millings", "Screened Topsoil", "Rip Rap", "Pea Gravel", "Base Course"]
+FIXED_DATES = {"creationDate": time.gmtime(1767225600), "modDate": time.gmtime(1767225600)}  # same seed, same bytes
 MONTH_NAMES = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
                "November", "December"]
 
@@ -170,7 +172,7 @@ def generate_sample(out_dir: Path, pages: int, seed: int = 0, broken: bool = Tru
             images.append(image)
             truth_rows.append({"document": name, "page": page + 1, "layout": layout, "clean": not noisy, "fields": truth})
         path = scans / name
-        images[0].save(path, "PDF", save_all=True, append_images=images[1:], resolution=DPI)
+        images[0].save(path, "PDF", save_all=True, append_images=images[1:], resolution=DPI, **FIXED_DATES)
         documents.append(path)
         remaining -= count
         number += 1
@@ -178,7 +180,7 @@ def generate_sample(out_dir: Path, pages: int, seed: int = 0, broken: bool = Tru
     if broken:
         buffer = io.BytesIO()
         image, _ = draw_ticket(random_ticket(rng), 0, rng, False)
-        image.save(buffer, "PDF", resolution=DPI)
+        image.save(buffer, "PDF", resolution=DPI, **FIXED_DATES)
         broken_path = scans / "broken-truncated.pdf"
         broken_path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 3])
     truth_path = out_dir / "truth.jsonl"

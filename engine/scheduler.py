@@ -22,6 +22,8 @@ from engine.pipeline import StageFailure, failed_result
 from engine.pool import PoolEvent, WorkerHandle, WorkerPool, describe_exit
 from engine.records import PRIORITY_RANKS, Document, ErrorInfo, PageResult, PageTask
 from engine.retry import BreakerBoard, RetryPolicy
+
+BATCH_SECONDS = 0.02  # pages shorter than this go to a worker several in one message
 from engine.scaling import ResourceProbe, ScalingInputs, ScalingLimits, ScalingState, decide_worker_count
 
 
@@ -192,13 +194,23 @@ class Scheduler:
 
     def _dispatch(self) -> None:
         for worker in self.pool.free_capacity():
-            while len(worker.in_flight) < self.pool.depth and len(self.queue):
+            while worker.messages < self.pool.depth and len(self.queue):
                 if not self.breakers.allow_page():
                     return
-                task = self.queue.pop()
-                if task is None:
+                size = min(self._batch_size(), self.pool.tasks_before_recycle(worker))
+                tasks = [task for task in (self.queue.pop() for _ in range(size)) if task is not None]
+                if not tasks:
                     return
-                self.pool.send(worker, task)
+                self.pool.send_batch(worker, tasks)
+
+    def _batch_size(self) -> int:
+        """Pages per message: one, unless pages are so short that IPC would dominate (text layers,
+        stand-ins), then enough for about BATCH_SECONDS of work; one while a breaker is on trial."""
+        if self._seconds_per_page <= 0 or self._seconds_per_page >= BATCH_SECONDS or self.breakers.blocked_until():
+            return 1
+        if any(b.state != "closed" for b in self.breakers.breakers.values()):
+            return 1
+        return max(1, min(self.pool.max_batch, int(BATCH_SECONDS / self._seconds_per_page)))
 
     # --------------------------------------------------------------- outcomes
     def _handle(self, event: PoolEvent) -> Iterator[Event]:
@@ -222,6 +234,15 @@ class Scheduler:
                 self.critical = ErrorInfo("critical", "PluginLoadError", f"a worker cannot start: {value}", "start")
                 logger.error("{}", self.critical.message)
             return
+        if kind == "batch":
+            self.pool.answered(worker)
+            for answer in value:
+                yield from self._answer(worker, *answer)
+            return
+        self.pool.answered(worker)
+        yield from self._answer(worker, seq, kind, value)
+
+    def _answer(self, worker: WorkerHandle, seq: int, kind: str, value: Any) -> Iterator[Event]:
         task = self.pool.complete(worker, seq)
         if task is None:
             return

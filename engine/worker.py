@@ -10,7 +10,8 @@ A worker owns one slot of the shared progress counters and one pipe to the paren
 - ``(-1, "ready", pid)`` once at start, ``(-1, "fatal", message)`` when it cannot start,
 - ``(-1, "log", (level, message))`` for warnings it logged.
 
-``None`` asks it to stop. It never touches the terminal or the ledger.
+``(seq, "batch", [(seq, kind, payload), ...])`` carries several short tasks; it is answered by one
+``(seq, "batch", [answer, ...])``. ``None`` asks it to stop. It never touches the terminal or the ledger.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def worker_main(conn: Connection, slot: int, counters: Any, specs: list[Any], co
     logger.remove()
     logger.add(lambda message: _forward_log(conn, message), level="WARNING", format="{message}")
 
-    from engine.pipeline import PagePipeline, StageError
+    from engine.pipeline import PagePipeline
     from engine.progress import SlotWriter
     from engine.registry import PluginRegistry
 
@@ -53,22 +54,32 @@ def worker_main(conn: Connection, slot: int, counters: Any, specs: list[Any], co
         if message is None:
             return
         seq, kind, payload = message
-        is_page = kind == "page"
-        writer.page_started(seq, counts_as_page=is_page)
-        try:
-            if kind == "ingest":
-                answer: tuple[int, str, Any] = (seq, "pages", pipeline.ingest(payload))
-            else:
-                answer = (seq, "result", pipeline.process(payload))
-            errored = False
-        except StageError as exc:
-            answer = (seq, "failure", exc.failure)
-            errored = True
-        writer.page_finished(errored, counts_as_page=is_page)
+        if kind == "batch":
+            answer: tuple[int, str, Any] = (seq, "batch", [_run_task(pipeline, writer, *task) for task in payload])
+        else:
+            answer = _run_task(pipeline, writer, seq, kind, payload)
         try:
             conn.send(answer)
         except (BrokenPipeError, EOFError, OSError):
             return
+
+
+def _run_task(pipeline: Any, writer: Any, seq: int, kind: str, payload: Any) -> tuple[int, str, Any]:
+    from engine.pipeline import StageError
+
+    is_page = kind == "page"
+    writer.page_started(seq, counts_as_page=is_page)
+    try:
+        if kind == "ingest":
+            answer: tuple[int, str, Any] = (seq, "pages", pipeline.ingest(payload))
+        else:
+            answer = (seq, "result", pipeline.process(payload))
+        errored = False
+    except StageError as exc:
+        answer = (seq, "failure", exc.failure)
+        errored = True
+    writer.page_finished(errored, counts_as_page=is_page)
+    return answer
 
 
 def _forward_log(conn: Connection, message: Any) -> None:

@@ -69,9 +69,14 @@ class DaskSlot:
     def running(self) -> Task | None:
         return self.in_flight[0] if self.in_flight else None
 
+    @property
+    def messages(self) -> int:
+        return len(self.in_flight)
+
 
 class DaskPool:
     depth = 1
+    max_batch = 1  # every page is its own Dask task
 
     def __init__(self, plugin_specs: list[Any], config: Any) -> None:
         try:
@@ -129,6 +134,16 @@ class DaskPool:
         worker.in_flight.append(task)
         worker.futures[task.seq] = future
         worker.started[task.seq] = time.monotonic()
+
+    def send_batch(self, worker: DaskSlot, tasks: list[Task]) -> None:
+        for task in tasks:
+            self.send(worker, task)
+
+    def tasks_before_recycle(self, worker: DaskSlot) -> int:
+        return 1
+
+    def answered(self, worker: DaskSlot) -> None:
+        """Answers are per future; nothing to count."""
 
     def wait(self, timeout: float) -> list[PoolEvent]:
         from distributed import wait as dask_wait
