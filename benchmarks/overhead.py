@@ -15,7 +15,14 @@ import multiprocessing
 import tempfile
 from typing import Any
 
-from benchmarks.common import Stopwatch, header, noop_archive, quiet_logs, table, verdict
+from benchmarks.common import (
+    Stopwatch,
+    header,
+    noop_archive,
+    quiet_logs,
+    table,
+    verdict,
+)
 from engine.api import Engine
 from engine.config import EngineConfig
 from engine.discovery import iter_documents

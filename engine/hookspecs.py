@@ -17,7 +17,16 @@ import pluggy
 
 if TYPE_CHECKING:
     from engine.config import EngineConfig
-    from engine.records import Document, Field, Issue, OcrResult, PageContent, PageResult, PageTask, RunSummary
+    from engine.records import (
+        Document,
+        Field,
+        Issue,
+        OcrResult,
+        PageContent,
+        PageResult,
+        PageTask,
+        RunSummary,
+    )
     from engine.seen import SeenValues
 
 hookspec = pluggy.HookspecMarker("pagemill")

@@ -22,7 +22,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-
 N_CLASSES = 4
 
 

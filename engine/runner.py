@@ -21,7 +21,13 @@ from engine.ledger import Ledger
 from engine.pipeline import merge_fields, status_of
 from engine.records import STAGES, Document, PageResult, RunSummary
 from engine.registry import PluginRegistry
-from engine.scheduler import AttemptFailed, DocumentFailed, DocumentOpened, PageFinished, Scheduler
+from engine.scheduler import (
+    AttemptFailed,
+    DocumentFailed,
+    DocumentOpened,
+    PageFinished,
+    Scheduler,
+)
 from engine.seen import SeenValues
 from engine.sinks import write_outputs
 

@@ -16,7 +16,15 @@ from typing import Any, Callable, Iterable, Iterator
 from loguru import logger
 
 from engine.config import EngineConfig
-from engine.events import AttemptFailed, DocumentFailed, DocumentOpened, Event, Feed, PageFinished, Tick
+from engine.events import (
+    AttemptFailed,
+    DocumentFailed,
+    DocumentOpened,
+    Event,
+    Feed,
+    PageFinished,
+    Tick,
+)
 from engine.pagequeue import PageQueue, RetryTimers, Task, next_seq
 from engine.pipeline import StageFailure, failed_result
 from engine.pool import PoolEvent, WorkerHandle, WorkerPool, describe_exit
@@ -24,7 +32,13 @@ from engine.records import PRIORITY_RANKS, Document, ErrorInfo, PageResult, Page
 from engine.retry import BreakerBoard, RetryPolicy
 
 BATCH_SECONDS = 0.02  # pages shorter than this go to a worker several in one message
-from engine.scaling import ResourceProbe, ScalingInputs, ScalingLimits, ScalingState, decide_worker_count
+from engine.scaling import (
+    ResourceProbe,
+    ScalingInputs,
+    ScalingLimits,
+    ScalingState,
+    decide_worker_count,
+)
 
 
 class Scheduler:

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from pdf_fixtures import (
     bomb_png,
     encrypted_pdf,

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from conftest import noop_config
+
 from engine import Engine, PageResult, hookimpl
 from plugins.noop import write_noop_document
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import noop_config
+
 from engine.api import Engine
 from engine.cli import main as pagemill
 from engine.ledger import Ledger

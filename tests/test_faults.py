@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import FAULTS, noop_config
+
 from engine.api import Engine
 
 

@@ -5,6 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pdf_fixtures import (
+    bomb_png,
+    encrypted_pdf,
+    page_tree_loop_pdf,
+    rotated_scanned_pdf,
+    scanned_pdf,
+    text_pdf,
+    ticket_image,
+    vector_pdf,
+    zero_page_pdf,
+)
 from PIL import Image
 
 import plugins.pdf_ingest as ingest
@@ -18,17 +29,6 @@ from engine.errors import (
     UnsupportedDocumentError,
 )
 from engine.records import Document
-from pdf_fixtures import (
-    bomb_png,
-    encrypted_pdf,
-    page_tree_loop_pdf,
-    rotated_scanned_pdf,
-    scanned_pdf,
-    text_pdf,
-    ticket_image,
-    vector_pdf,
-    zero_page_pdf,
-)
 
 TEXT = "Ticket No.: 554433\nDate: 2026-03-14\nGross: 60,000 lb\nTare: 20,000 lb\nNet: 40,000 lb"
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from conftest import FAULTS, noop_config
+
 from engine.api import Engine
 from plugins.noop import write_noop_document
 

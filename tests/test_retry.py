@@ -6,10 +6,15 @@ import errno
 import random
 
 import pytest
-
 from conftest import FAULTS, noop_config
+
 from engine.api import Engine
-from engine.errors import CorruptDocumentError, CriticalError, PoisonPageError, TransientError
+from engine.errors import (
+    CorruptDocumentError,
+    CriticalError,
+    PoisonPageError,
+    TransientError,
+)
 from engine.retry import BreakerBoard, CircuitBreaker, RetryPolicy, classify_error
 
 

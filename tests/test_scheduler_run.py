@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from conftest import noop_config
 from loguru import logger
 from rich.console import Console
 
-from conftest import noop_config
 from engine.api import Engine
 from engine.discovery import iter_documents
 from engine.progress import ProgressDisplay

@@ -7,7 +7,12 @@ import pytest
 from engine.config import EngineConfig
 from engine.errors import ConfigError
 from engine.records import OcrResult, PageTask, Word
-from plugins.template_extract import extract_fields, find_labels, load_template, pagemill_extract
+from plugins.template_extract import (
+    extract_fields,
+    find_labels,
+    load_template,
+    pagemill_extract,
+)
 from plugins.template_values import parse_date, parse_time, parse_value, parse_weight
 
 PAGE = PageTask(document="x.pdf", sha256="0" * 64, index=0, page_count=1)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytesseract
 import pytest
+from pdf_fixtures import ticket_image
 
 from engine.config import EngineConfig
 from engine.errors import CriticalError
 from engine.records import PageTask
-from pdf_fixtures import ticket_image
 from plugins import tesseract_ocr
 
 PAGE = PageTask(document="x.pdf", sha256="0" * 64, index=0, page_count=1)

@@ -7,7 +7,11 @@ from datetime import date
 from engine.config import EngineConfig
 from engine.records import Field, PageResult, PageTask
 from engine.seen import SeenValues
-from plugins.ticket_validate import check_fields, pagemill_cross_check, pagemill_validate
+from plugins.ticket_validate import (
+    check_fields,
+    pagemill_cross_check,
+    pagemill_validate,
+)
 
 PAGE = PageTask(document="x.pdf", sha256="0" * 64, index=0, page_count=1)
 REQUIRED = ("ticket_number", "date", "gross_lb", "tare_lb", "net_lb")
