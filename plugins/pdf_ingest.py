@@ -16,6 +16,7 @@ Sizes are checked before anything is decoded: an image or a page whose pixels wo
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import warnings
@@ -39,6 +40,15 @@ CACHE_SIZE = 4
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 _cache: OrderedDict[tuple[int, str, str, str], Any] = OrderedDict()
+
+
+@atexit.register
+def _close_cached() -> None:
+    """pdfium documents are closed explicitly; the rest goes with the process."""
+    while _cache:
+        (_, kind, _, _), value = _cache.popitem()
+        if kind == "pdfium":
+            value.close()
 
 
 def sniff(path: str) -> str:
