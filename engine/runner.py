@@ -143,8 +143,12 @@ class RunSession:
     def _record(self, event: Any) -> None:
         ledger = self.ledger
         if isinstance(event, PageFinished):
-            ledger.add_result(self.run_id, self._cross_checked(event.result))
-            self._job_of[event.result.key] = event.job
+            result = event.result
+            ledger.add_result(self.run_id, self._cross_checked(result))
+            self._job_of[result.key] = event.job
+            if result.status != "failed":  # a failed attempt is recorded by AttemptFailed
+                ledger.add_attempt(self.run_id, result.sha256, result.page - 1, result.attempts, None,
+                                   sum(result.stage_seconds.values()))
         elif isinstance(event, DocumentOpened):
             self.documents += 1
             doc = event.document

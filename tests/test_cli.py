@@ -116,3 +116,33 @@ def test_sigint_cancels_keeps_finished_pages_and_exits_130(noop_archive, tmp_pat
     assert again.returncode == 0, again.stderr
     final = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert sorted(r["page"] for r in final) == list(range(1, 41))
+
+
+def test_paths_on_stdin_with_dash(noop_archive, tmp_path) -> None:
+    archive = noop_archive([2, 1])
+    out = tmp_path / "out"
+    listing = "\n".join(str(p) for p in sorted(archive.iterdir())) + "\n"
+    done = pagemill("run", "-", "--out", str(out), "--plugin", "plugins.noop", "--no-progress", input=listing)
+    assert done.returncode == 0, done.stderr
+    assert (out / "results.jsonl").read_text().count("\n") == 3
+
+
+def test_every_attempt_is_in_the_audit_trail(noop_archive, tmp_path) -> None:
+    import sqlite3
+
+    archive = noop_archive([3])
+    out = tmp_path / "out"
+    state = tmp_path / "fired"
+    done = pagemill("run", str(archive), "--out", str(out), "--plugin", "plugins.noop", "--plugin", FAULTS,
+                    "--no-progress", "--config", str(_fault_config(tmp_path, state)))
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(out / "ledger.sqlite") as db:
+        rows = db.execute("select page_index, attempt, error_class from attempts order by page_index, attempt").fetchall()
+    assert rows == [(0, 1, None), (1, 1, "transient"), (1, 2, None), (2, 1, None)]
+
+
+def _fault_config(tmp_path, state) -> Path:
+    path = tmp_path / "pagemill.toml"
+    path.write_text(f'retry_base_delay = 0.05\n[options]\nfault_kind = "transient"\nfault_match = "page 2"\n'
+                    f'fault_limit = 1\nfault_state = "{state}"\n')
+    return path
