@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         pool_times = {size: plain_pool(config, tasks, args.workers, size) for size in (1, 8, 32, 128)}
         best_chunk = min(pool_times, key=pool_times.get)
         engine_seconds, pages = engine_run(config, str(folder))
+    with noop_archive(2 * args.pages) as double:
+        double_seconds, _ = engine_run(config, str(double))
     assert pages == args.pages
     pool_rate = args.pages / pool_times[best_chunk]
     engine_rate = args.pages / engine_seconds
@@ -82,8 +84,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rows.append(["pagemill engine (ledger on)", round(engine_seconds, 2), round(engine_rate)])
     print(header(f"Scheduler overhead: {args.pages} no-op pages of {args.noop_ms:g} ms, {args.workers} workers"))
     print(table(["runner", "wall s", "pages/s"], rows))
+    marginal = args.pages / max(1e-9, double_seconds - engine_seconds)
+    fixed = max(0.0, 2 * engine_seconds - double_seconds)
     print(f"\nengine / best pool = {ratio:.2f} (target ≥ 0.8: {verdict(ratio >= 0.8)})")
-    return {"engine_rate": engine_rate, "pool_rate": pool_rate, "ratio": ratio}
+    print(f"engine at {2 * args.pages} pages: {double_seconds:.2f} s → marginal rate {marginal:.0f} pages/s "
+          f"({marginal / pool_rate:.2f} × the pool), fixed cost a run {fixed:.2f} s (start, ingest, outputs)")
+    return {"engine_rate": engine_rate, "pool_rate": pool_rate, "ratio": ratio, "marginal_rate": marginal,
+            "fixed_seconds": fixed}
 
 
 if __name__ == "__main__":

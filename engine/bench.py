@@ -148,6 +148,7 @@ def save_plot(rows: Sequence[BenchRow], path: Path, title: str) -> None:
     left.set_xlabel("workers")
     left.set_ylabel("pages/s", color="tab:blue")
     left.set_xticks(workers)
+    left.set_ylim(bottom=0)
     right = left.twinx()
     right.plot(workers, [r.efficiency for r in rows], "s--", color="tab:orange", label="efficiency")
     right.set_ylabel("parallel efficiency", color="tab:orange")
