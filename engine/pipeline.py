@@ -96,14 +96,7 @@ class PagePipeline:
     def ingest(self, document: Document) -> list[PageTask]:
         tasks, _ = self._call("ingest", "pagemill_ingest", document=document, config=self.config)
         if tasks is None:
-            raise StageError(
-                StageFailure(
-                    ErrorInfo("permanent", "UnsupportedDocumentError", "no plugin can read this file", "ingest"),
-                    None,
-                    "pagemill_ingest",
-                    0.0,
-                )
-            )
+            raise _nothing("UnsupportedDocumentError", "no plugin can read this file", "ingest", "pagemill_ingest", 0.0)
         return list(tasks)
 
     def process(self, page: PageTask) -> PageResult:
@@ -111,36 +104,17 @@ class PagePipeline:
         seconds: dict[str, float] = {}
         content, seconds["load"] = self._call("load", "pagemill_load_page", page=page, config=config)
         if content is None:
-            raise StageError(
-                StageFailure(
-                    ErrorInfo("permanent", "UnsupportedDocumentError", "no plugin can load this page", "load"),
-                    None,
-                    "pagemill_load_page",
-                    seconds["load"],
-                )
-            )
+            raise _nothing("UnsupportedDocumentError", "no plugin can load this page", "load", "pagemill_load_page",
+                           seconds["load"])
         if content.text is not None and not (config.force_ocr and content.image is not None):
             ocr = OcrResult(text=content.text, lines=tuple(content.text.splitlines()), engine="text-layer")
         else:
             if content.image is None:
-                raise StageError(
-                    StageFailure(
-                        ErrorInfo("permanent", "PermanentError", "page has neither text nor image", "load"),
-                        None,
-                        "pagemill_load_page",
-                        seconds["load"],
-                    )
-                )
+                raise _nothing("PermanentError", "page has neither text nor image", "load", "pagemill_load_page",
+                               seconds["load"])
             ocr, seconds["ocr"] = self._call("ocr", "pagemill_ocr", page=page, image=content.image, config=config)
             if ocr is None:
-                raise StageError(
-                    StageFailure(
-                        ErrorInfo("permanent", "PermanentError", "no OCR plugin produced text", "ocr"),
-                        None,
-                        "pagemill_ocr",
-                        seconds["ocr"],
-                    )
-                )
+                raise _nothing("PermanentError", "no OCR plugin produced text", "ocr", "pagemill_ocr", seconds["ocr"])
         content = None  # free the image before the lighter stages
         field_lists, seconds["extract"] = self._call("extract", "pagemill_extract", page=page, ocr=ocr, config=config)
         fields = merge_fields(field_lists)
@@ -160,6 +134,11 @@ class PagePipeline:
             text_source=ocr.engine if ocr.engine == "text-layer" else "ocr",
             text=ocr.text,
         )
+
+
+def _nothing(error_type: str, message: str, stage: str, hook: str, seconds: float) -> StageError:
+    """A stage whose plugins all passed (returned None): a permanent failure of the page."""
+    return StageError(StageFailure(ErrorInfo("permanent", error_type, message, stage), None, hook, seconds))
 
 
 def merge_fields(field_lists: list[list[Field] | None]) -> dict[str, Field]:

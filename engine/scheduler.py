@@ -299,8 +299,7 @@ class Scheduler:
             task.attempts += 1
         retry = (not charge or self.policy.should_retry(error.error_class, task.attempts)) and not self.stopping
         delay = self.policy.delay(max(1, task.attempts)) if retry else None
-        key = (task.payload.sha256, task.payload.index if task.kind == "page" else -1)
-        yield AttemptFailed(task.where(), key, task.attempts + task.held_failures, error, seconds, delay)
+        yield AttemptFailed(task.where(), _key(task), task.attempts + task.held_failures, error, seconds, delay)
         if error.error_class == "critical":
             self.critical = error
             logger.error("{}: {} — stopping the run", task.where(), error.one_line())
@@ -311,6 +310,10 @@ class Scheduler:
             return
         if self.stopping and error.error_class == "transient":
             return  # left unfinished: done on resume
+        yield from self._give_up(task, error)
+
+    def _give_up(self, task: Task, error: ErrorInfo) -> Iterator[Event]:
+        """The task's final failure: one log line naming the file (and page), one record."""
         logger.error("{}: {}", task.where(), error.one_line())
         self._finish(task.job)
         if task.kind == "ingest":
@@ -346,20 +349,10 @@ class Scheduler:
     def _failed_or_poison(self, task: Task, reason: ErrorInfo, seconds: float) -> Iterator[Event]:
         if task.attempts + 1 >= self.policy.max_attempts:
             task.attempts += 1
-            key = (task.payload.sha256, task.payload.index if task.kind == "page" else -1)
-            yield AttemptFailed(task.where(), key, task.attempts, reason, seconds, None)
-            poison = ErrorInfo(
-                "permanent",
-                "PoisonPageError",
-                f"poison {'page' if task.kind == 'page' else 'document'}: {reason.message} on each of {task.attempts} attempts",
-                reason.stage,
-            )
-            logger.error("{}: {}", task.where(), poison.one_line())
-            self._finish(task.job)
-            if task.kind == "ingest":
-                yield DocumentFailed(task.payload, poison, task.attempts, task.job)
-            else:
-                yield PageFinished(failed_result(task.payload, poison, task.attempts), task.job)
+            yield AttemptFailed(task.where(), _key(task), task.attempts, reason, seconds, None)
+            what = "page" if task.kind == "page" else "document"
+            message = f"poison {what}: {reason.message} on each of {task.attempts} attempts"
+            yield from self._give_up(task, ErrorInfo("permanent", "PoisonPageError", message, reason.stage))
             return
         yield from self._failed(task, reason, seconds)
 
@@ -391,6 +384,11 @@ class Scheduler:
         self.scaling_state = decision.state
         if decision.target != len(self.pool.live) or decision.target != self.pool.target:
             self.pool.resize(decision.target, decision.reason)
+
+
+def _key(task: Task) -> tuple[str, int]:
+    """The ledger key of a task: a page's, or (sha256, -1) for a whole document."""
+    return (task.payload.sha256, task.payload.index if task.kind == "page" else -1)
 
 
 def _with_attempts(result: PageResult, attempts: int) -> PageResult:

@@ -20,8 +20,19 @@ from engine.records import PageResult
 @contextmanager
 def atomic_text(path: Path) -> Iterator[TextIO]:
     """Write to a temporary file beside ``path`` and move it into place: no reader sees half a file."""
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False,
-                                         encoding="utf-8", newline="")
+    with _atomic(path, "w", encoding="utf-8", newline="") as handle:
+        yield handle
+
+
+@contextmanager
+def atomic_bytes(path: Path) -> Iterator[Any]:
+    with _atomic(path, "wb") as handle:
+        yield handle
+
+
+@contextmanager
+def _atomic(path: Path, mode: str, **options: Any) -> Iterator[Any]:
+    handle = tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False, **options)
     try:
         with handle:
             yield handle
@@ -156,14 +167,3 @@ def write_xlsx(ledger: Ledger, path: Path, report: dict[str, Any] | None = None)
         book.save(handle)
     return path
 
-
-@contextmanager
-def atomic_bytes(path: Path) -> Iterator[Any]:
-    handle = tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", delete=False)
-    try:
-        with handle:
-            yield handle
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
