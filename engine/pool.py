@@ -28,7 +28,12 @@ from engine.pagequeue import Task
 from engine.progress import ProgressBoard
 from engine.worker import worker_main
 
-PRELOAD_MODULES = ["engine.worker", "engine.pipeline", "engine.registry", "plugins"]
+# imported once in the forkserver, so that every worker (and every recycled one) starts warm
+PRELOAD_MODULES = [
+    "engine.worker", "engine.pipeline", "engine.registry", "engine.progress",
+    "plugins.pdf_ingest", "plugins.tesseract_ocr", "plugins.template_extract", "plugins.ticket_validate",
+    "pypdfium2", "PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "PIL.TiffImagePlugin",
+]
 
 
 @dataclass
