@@ -16,8 +16,9 @@ import errno
 import random
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
@@ -273,15 +274,19 @@ class BreakerBoard:
         return max(times) if times else None
 
     def record(self, plugin: str | None, hook: str | None, ok: bool) -> None:
-        """A stage's outcome. ``ok`` with no plugin named: a whole page succeeded, which is a
-        success for every breaker (each stage it went through worked)."""
+        """A stage's outcome, or with no plugin named a whole page's success.
+
+        A page's success is a success for every breaker that is closed (its count of consecutive
+        failures starts again) or on trial (it closes); an open breaker stays open until its
+        pause ends and a trial page succeeds — the page that succeeded was sent before it opened.
+        """
         if ok:
             if plugin is not None and hook is not None:
                 if (plugin, hook) in self.breakers:
                     self.breakers[(plugin, hook)].record_success()
                 return
             for breaker in self.breakers.values():
-                if breaker.state != CLOSED or breaker.failures:
+                if breaker.state == HALF_OPEN or (breaker.state == CLOSED and breaker.failures):
                     breaker.record_success()
             return
         self.get(plugin or "unknown", hook or "unknown").record_failure()
