@@ -1,26 +1,55 @@
 """The adaptive worker-count policy: a pure function, and the psutil probe that feeds it.
 
-``decide_worker_count`` maps what the parent sees (backlog, busy workers, CPU, memory, worker
-RSS) to a target in [min, max]. The pool applies the target (engine.pool); this module starts
-and stops nothing. The steps, in order:
+``decide_worker_count(inputs, limits, state)`` maps what the parent sees (ready pages, busy
+workers, CPU, memory, worker RSS, the recent time per page) to a target worker count and a reason
+a person can read. It starts and stops nothing: the pool applies the target (engine.pool), the
+scheduler samples the inputs about once a second (engine.scheduler). The policy follows dask's
+adaptive deployments: a target from the backlog, up at once, down only when several checks agree.
 
-1. Memory pressure (available < min_free_memory_mb): one worker fewer at once, whatever the
-   backlog, never below min.
-2. Wanted workers from the backlog: busy workers plus ceil(backlog seconds / target seconds),
-   where backlog seconds = ready pages × seconds per page ÷ ... (with no estimate yet, one worker
-   per ready page); never more than busy + ready pages; clamped to [min, max].
-3. Growth only with headroom: no new worker when available memory < min_free_memory_mb + 1.5 ×
-   a worker's RSS, nor when other processes keep the CPU above max_cpu_percent.
-4. Up at once; down (idle) only after down_after_checks consecutive checks agree (hysteresis).
+The steps, in the order ``decide_worker_count`` applies them:
+
+1. **Bounds.** The current count is read clamped to [min_workers, max_workers]; every target is
+   clamped too, so a fixed pool (min == max) never changes.
+2. **Memory pressure.** Available memory below ``min_free_memory_mb``: one worker fewer at once,
+   whatever the backlog (never below min). Each check under pressure retires one more.
+3. **Wanted from the backlog.** backlog seconds = ready pages × seconds per page; wanted = busy
+   workers + ceil(backlog seconds / ``target_backlog_seconds``). With no page time measured yet,
+   one page per worker per target period is assumed: one worker per ready page. Never more than
+   busy + ready pages (a worker without a page to take is waste); clamped to [min, max].
+4. **Up at once, with headroom.** When wanted > current the target rises in this very check, as
+   far as the headroom allows, so that other processes eating the CPU block growth:
+
+   - CPU, cores known (``cpu_count``): one new worker per idle core (``cpu_count × (100 -
+     cpu_percent) / 100``, half an idle core counts), and, when ``other_cpu_percent`` is
+     measured, no more workers in all than the cores other processes leave. Our own busy workers
+     never block growth up to the core count (a flat threshold would: 15 busy workers of ours on
+     16 cores already read 94 %).
+   - CPU, cores unknown: no growth while the system CPU (or other processes' CPU) is at or above
+     ``max_cpu_percent``: another worker would only time-slice.
+   - Memory: no more new workers than fit: each needs 1.5 × the largest worker's RSS above
+     ``min_free_memory_mb`` (just ``min_free_memory_mb`` while no RSS is known).
+5. **Down only when checks agree.** When wanted < current the check votes to scale down; after
+   ``down_after_checks`` consecutive votes the target drops to the *highest* count wanted during
+   those checks. Any check that wants as many workers as run now (or more) resets the votes.
+   Dropping to the highest wanted, not the last, is what keeps a backlog oscillating between 0
+   and a few pages from flapping the count down and back up.
+6. **Steady** otherwise.
+
+Every decision carries a reason: ``"backlog 40 pages ≈ 20 s → 4 workers"``,
+``"memory pressure: 300 MB available < 512 MB"``, ``"idle for 3 checks → 1 worker"``, ``"steady"``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Iterable, Sequence
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import psutil
+
+RSS_HEADROOM_FACTOR = 1.5  # a new worker needs this many times the largest worker's RSS
 
 
 @dataclass(frozen=True)
@@ -32,23 +61,37 @@ class ScalingLimits:
     down_after_checks: int = 3
     max_cpu_percent: float = 90.0
 
+    def __post_init__(self) -> None:
+        if self.min_workers < 0 or self.max_workers < max(1, self.min_workers):
+            raise ValueError(f"need 0 <= min_workers <= max_workers and max_workers >= 1, "
+                             f"not {self.min_workers}..{self.max_workers}")
+        if self.target_backlog_seconds <= 0:
+            raise ValueError(f"target_backlog_seconds must be positive, not {self.target_backlog_seconds}")
+        if self.down_after_checks < 1:
+            raise ValueError(f"down_after_checks must be at least 1, not {self.down_after_checks}")
+
+    def clamp(self, count: int) -> int:
+        return max(self.min_workers, min(self.max_workers, count))
+
 
 @dataclass(frozen=True)
 class ScalingInputs:
-    backlog_pages: int
+    backlog_pages: int  # queued and ready to run now (retries still waiting out a backoff excluded)
     busy_workers: int
     current_workers: int
-    cpu_percent: float
+    cpu_percent: float  # system-wide, 0..100
     available_memory_mb: float
-    worker_rss_mb: float = 0.0
-    seconds_per_page: float = 0.0
-    other_cpu_percent: float = 0.0
+    worker_rss_mb: float = 0.0  # the largest worker's RSS, 0 when unknown
+    seconds_per_page: float = 0.0  # recent mean, 0 when unknown
+    other_cpu_percent: float = 0.0  # CPU of processes other than ours (0..100), 0 when unknown
+    cpu_count: int = 0  # cores of the machine, 0 when unknown
 
 
 @dataclass(frozen=True)
 class ScalingState:
-    down_votes: int = 0
+    down_votes: int = 0  # consecutive checks that wanted fewer workers than were running
     last_target: int = 0
+    down_peak: int = 0  # the most workers any of those checks wanted
 
 
 @dataclass(frozen=True)
@@ -58,70 +101,187 @@ class ScalingDecision:
     state: ScalingState
 
 
-def wanted_workers(inputs: ScalingInputs, limits: ScalingLimits) -> tuple[int, str]:
-    backlog = inputs.backlog_pages
-    if backlog <= 0:
-        wanted, why = inputs.busy_workers, "no backlog"
-    elif inputs.seconds_per_page > 0:
+def _workers(count: int) -> str:
+    return f"{count} worker" if count == 1 else f"{count} workers"
+
+
+def wanted_from_backlog(inputs: ScalingInputs, limits: ScalingLimits) -> tuple[int, str]:
+    """Step 3: the worker count the backlog asks for, clamped, and a phrase saying why."""
+    backlog = max(0, inputs.backlog_pages)
+    busy = max(0, inputs.busy_workers)
+    if backlog == 0:
+        return limits.clamp(busy), "no backlog"
+    if inputs.seconds_per_page > 0:
         seconds = backlog * inputs.seconds_per_page
         extra = math.ceil(seconds / limits.target_backlog_seconds)
-        wanted = inputs.busy_workers + min(backlog, extra)
         why = f"backlog {backlog} pages ≈ {seconds:.0f} s"
     else:
-        wanted, why = inputs.busy_workers + backlog, f"backlog {backlog} pages"
-    wanted = min(wanted, inputs.busy_workers + backlog)
-    return max(limits.min_workers, min(limits.max_workers, wanted)), why
+        extra = backlog  # one page per worker per target period
+        why = f"backlog {backlog} pages (no page time yet)"
+    wanted = min(busy + extra, busy + backlog)
+    return limits.clamp(wanted), why
+
+
+def cpu_room(inputs: ScalingInputs, limits: ScalingLimits) -> tuple[int | None, str]:
+    """Step 4, CPU: how many workers the idle CPU takes now (None: no limit), and why not more."""
+    others = inputs.other_cpu_percent
+    if inputs.cpu_count <= 0:  # cores unknown: a plain threshold on the busiest reading
+        busy = max(inputs.cpu_percent, others)
+        if busy < limits.max_cpu_percent:
+            return None, ""
+        by_others = f" (other processes {others:.0f} %)" if others > 0 else ""
+        return 0, f"no CPU headroom: {busy:.0f} % busy{by_others} ≥ {limits.max_cpu_percent:.0f} %"
+    cores = inputs.cpu_count
+    idle_cores = cores * (100.0 - inputs.cpu_percent) / 100.0
+    room = math.floor(idle_cores + 0.5)  # half an idle core is room for a worker
+    why = f"{idle_cores:.1f} of {cores} cores idle ({inputs.cpu_percent:.0f} % busy)"
+    if others > 0:  # measured: the cores other processes leave us, minus the workers we run
+        left = math.floor(cores * (100.0 - others) / 100.0 + 0.5) - max(0, inputs.current_workers)
+        if left < room:
+            room, why = left, f"other processes use {others:.0f} % of {cores} cores"
+    room = max(0, room)
+    return room, (f"no CPU headroom: {why}" if room == 0 else f"CPU for {room} more: {why}")
+
+
+def memory_room(inputs: ScalingInputs, limits: ScalingLimits) -> tuple[int | None, str]:
+    """Step 4, memory: how many workers fit now (None: no limit known), and why not more."""
+    spare_mb = inputs.available_memory_mb - limits.min_free_memory_mb
+    if inputs.worker_rss_mb <= 0:
+        if spare_mb <= 0:
+            return 0, (f"no memory headroom: {inputs.available_memory_mb:.0f} MB available "
+                       f"≤ {limits.min_free_memory_mb:.0f} MB")
+        return None, ""
+    room = max(0, math.floor(spare_mb / (RSS_HEADROOM_FACTOR * inputs.worker_rss_mb)))
+    if room == 0:
+        return 0, (f"no memory headroom: {inputs.available_memory_mb:.0f} MB available < "
+                   f"{limits.min_free_memory_mb:.0f} MB + {RSS_HEADROOM_FACTOR:g} × {inputs.worker_rss_mb:.0f} MB")
+    return room, f"memory for {room} more"
+
+
+def growth_room(inputs: ScalingInputs, limits: ScalingLimits) -> tuple[int | None, str]:
+    """Step 4: how many workers may be added now (None: no limit), and the tighter limit's reason."""
+    limits_found = [r for r in (cpu_room(inputs, limits), memory_room(inputs, limits)) if r[0] is not None]
+    if not limits_found:
+        return None, ""
+    return min(limits_found, key=lambda r: r[0])  # type: ignore[arg-type, return-value]
 
 
 def decide_worker_count(inputs: ScalingInputs, limits: ScalingLimits, state: ScalingState) -> ScalingDecision:
-    current = max(limits.min_workers, min(limits.max_workers, inputs.current_workers))
+    """The target worker count for this check, its reason, and the state for the next check."""
+    # 1. bounds
+    current = limits.clamp(inputs.current_workers)
+
+    # 2. memory pressure: retire one at once, whatever the backlog
     if inputs.available_memory_mb < limits.min_free_memory_mb:
-        target = max(limits.min_workers, current - 1)
-        reason = f"memory pressure: {inputs.available_memory_mb:.0f} MB available < {limits.min_free_memory_mb:.0f} MB"
-        return ScalingDecision(target, reason, ScalingState(0, target))
-    wanted, why = wanted_workers(inputs, limits)
+        target = limits.clamp(current - 1)
+        reason = (f"memory pressure: {inputs.available_memory_mb:.0f} MB available "
+                  f"< {limits.min_free_memory_mb:.0f} MB")
+        if target == current:
+            reason += f" (already at the minimum, {_workers(current)})"
+        return ScalingDecision(target, reason, ScalingState(last_target=target))
+
+    # 3. what the backlog asks for
+    wanted, why = wanted_from_backlog(inputs, limits)
+
+    # 4. up at once, as far as the headroom allows
     if wanted > current:
-        needed_mb = limits.min_free_memory_mb + 1.5 * inputs.worker_rss_mb
-        if inputs.available_memory_mb < needed_mb:
-            return ScalingDecision(current, f"{why}, but no memory headroom ({inputs.available_memory_mb:.0f} MB "
-                                            f"< {needed_mb:.0f} MB)", ScalingState(0, current))
-        if inputs.other_cpu_percent > limits.max_cpu_percent:
-            return ScalingDecision(current, f"{why}, but other processes use {inputs.other_cpu_percent:.0f} % CPU",
-                                   ScalingState(0, current))
-        return ScalingDecision(wanted, f"{why} → {wanted} workers", ScalingState(0, wanted))
+        room, why_not = growth_room(inputs, limits)
+        target = wanted if room is None else min(wanted, current + room)
+        if target == current:
+            reason = f"{why} wants {_workers(wanted)}, but {why_not}"
+        elif target < wanted:
+            reason = f"{why} → {_workers(target)} ({why_not}; wanted {wanted})"
+        else:
+            reason = f"{why} → {_workers(target)}"
+        return ScalingDecision(target, reason, ScalingState(last_target=target))
+
+    # 5. down only after down_after_checks consecutive checks agree
     if wanted < current:
         votes = state.down_votes + 1
+        peak = max(wanted, state.down_peak) if state.down_votes else wanted
         if votes >= limits.down_after_checks:
-            target = max(wanted, current - 1)
-            return ScalingDecision(target, f"idle for {votes} checks ({why})", ScalingState(0, target))
-        return ScalingDecision(current, "steady", replace(state, down_votes=votes, last_target=current))
-    return ScalingDecision(current, "steady", ScalingState(0, current))
+            reason = f"idle for {votes} checks → {_workers(peak)} ({why})"
+            return ScalingDecision(peak, reason, ScalingState(last_target=peak))
+        reason = f"steady ({why}; {votes} of {limits.down_after_checks} checks to scale down)"
+        return ScalingDecision(current, reason, ScalingState(down_votes=votes, last_target=current, down_peak=peak))
+
+    # 6. steady
+    return ScalingDecision(current, "steady", ScalingState(last_target=current))
 
 
 class ResourceProbe:
-    """System CPU and memory through psutil; cheap calls only, never an interval."""
+    """System CPU and memory through psutil: cheap calls only, never an interval.
 
-    def __init__(self) -> None:
-        psutil.cpu_percent(None)  # primes the counter
+    ``psutil.cpu_percent(None)`` measures the CPU since the previous call; calls closer together
+    than ``min_interval`` return the previous reading, because a percentage over a few
+    microseconds is noise (often 0 or 100).
+    """
+
+    def __init__(self, min_interval: float = 0.25) -> None:
+        self.min_interval = min_interval
+        self._last_cpu = 0.0
+        self._last_at = time.monotonic()
+        self._processes: dict[int, psutil.Process] = {}
+        self.cpu_count = psutil.cpu_count() or os.cpu_count() or 1  # for ScalingInputs.cpu_count
+        psutil.cpu_percent(None)  # primes the system counter
 
     def sample(self) -> tuple[float, float]:
-        return psutil.cpu_percent(None), psutil.virtual_memory().available / 2**20
+        """(system CPU percent 0..100 since the last reading, available memory in MB)."""
+        now = time.monotonic()
+        if now - self._last_at >= self.min_interval:
+            self._last_cpu = psutil.cpu_percent(None)
+            self._last_at = now
+        return self._last_cpu, psutil.virtual_memory().available / 2**20
 
     def rss_mb(self, pids: Iterable[int]) -> dict[int, float]:
-        sizes = {}
+        """RSS in MB of each process still alive among ``pids``."""
+        sizes: dict[int, float] = {}
         for pid in pids:
             try:
-                sizes[pid] = psutil.Process(pid).memory_info().rss / 2**20
-            except psutil.Error:
-                continue
+                sizes[pid] = self._process(pid).memory_info().rss / 2**20
+            except (psutil.Error, ValueError):
+                self._processes.pop(pid, None)
         return sizes
+
+    def cpu_percent_of(self, pids: Iterable[int]) -> float:
+        """The share of the whole machine (0..100) those processes used since the last call.
+
+        ``cpu_percent - cpu_percent_of(our pids)`` estimates ``other_cpu_percent``. The first call
+        for a pid counts it as 0.
+        """
+        total = 0.0
+        wanted = set(pids)
+        for pid in wanted:
+            try:
+                total += self._process(pid).cpu_percent(None)
+            except (psutil.Error, ValueError):
+                self._processes.pop(pid, None)
+        for pid in set(self._processes) - wanted:
+            del self._processes[pid]
+        return min(100.0, total / self.cpu_count)
+
+    def _process(self, pid: int) -> psutil.Process:
+        process = self._processes.get(pid)
+        if process is None:
+            process = self._processes[pid] = psutil.Process(pid)
+        return process
 
 
 class FakeProbe:
-    """Scripted (cpu percent, available MB) samples for tests; the last one repeats."""
+    """Scripted readings for tests: ``samples`` are (cpu percent, available MB); the last repeats.
 
-    def __init__(self, samples: Sequence[tuple[float, float]]) -> None:
+    ``rss`` is every worker's RSS in MB, or a mapping pid → MB; ``others`` the CPU percent that
+    ``cpu_percent_of`` leaves to other processes.
+    """
+
+    def __init__(self, samples: Sequence[tuple[float, float]], rss: float | Mapping[int, float] = 100.0,
+                 others: float = 0.0, cpu_count: int = 2) -> None:
+        if not samples:
+            raise ValueError("FakeProbe needs at least one (cpu percent, available MB) sample")
         self.samples = list(samples)
+        self.rss = rss
+        self.others = others
+        self.cpu_count = cpu_count
         self.calls = 0
 
     def sample(self) -> tuple[float, float]:
@@ -130,4 +290,10 @@ class FakeProbe:
         return value
 
     def rss_mb(self, pids: Iterable[int]) -> dict[int, float]:
-        return {pid: 100.0 for pid in pids}
+        if isinstance(self.rss, Mapping):
+            return {pid: float(self.rss[pid]) for pid in pids if pid in self.rss}
+        return {pid: float(self.rss) for pid in pids}
+
+    def cpu_percent_of(self, pids: Iterable[int]) -> float:
+        cpu, _ = self.samples[max(0, min(self.calls, len(self.samples)) - 1)]
+        return max(0.0, cpu - self.others)
