@@ -9,6 +9,7 @@ in exactly one final event, or stays unfinished when the run is cancelled (and i
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any, Callable, Iterable, Iterator
@@ -371,6 +372,11 @@ class Scheduler:
         self._next_scale = now + self.scale_every
         self.worker_rss_mb = self.pool.check_memory(self.config.max_worker_rss_mb)
         cpu, available = self.probe.sample()
+        cpu_count = getattr(self.probe, "cpu_count", 0)
+        other_cpu = 0.0
+        if cpu_count and hasattr(self.probe, "cpu_percent_of"):
+            ours = [os.getpid(), *(w.pid for w in self.pool.workers.values() if getattr(w, "pid", None))]
+            other_cpu = max(0.0, cpu - self.probe.cpu_percent_of(ours))
         inputs = ScalingInputs(
             backlog_pages=len(self.queue),
             busy_workers=self.pool.busy_count(),
@@ -379,6 +385,8 @@ class Scheduler:
             available_memory_mb=available,
             worker_rss_mb=max(self.worker_rss_mb.values(), default=0.0),
             seconds_per_page=self._seconds_per_page,
+            other_cpu_percent=other_cpu,
+            cpu_count=cpu_count,
         )
         decision = decide_worker_count(inputs, self.limits, self.scaling_state)
         self.scaling_state = decision.state
