@@ -1,0 +1,150 @@
+"""Templates for :mod:`plugins.template_extract`: the TOML file format, found, checked and cached.
+
+A template is a bundled name (``plugins/templates/NAME.toml``) or a path to a ``.toml`` file::
+
+    name = "truck_ticket"                # optional; the file's stem otherwise
+    description = "..."                  # optional
+
+    [[field]]
+    name = "gross_lb"                    # letters, digits and underscores
+    labels = ["gross weight", "gross"]   # synonyms: case, spacing and OCR slips tolerated
+    type = "weight"                      # id, text, date, time, number, money or weight
+    unit = "lb"                          # weight only: lb, kg, t (tonne) or ton (short ton)
+    pattern = '...'                      # optional: a regex the value must match
+    required = true                      # validation sends a page without it to review
+
+Any other key, a field defined twice, a label given to two fields, a bad type, unit or regex is a
+:class:`engine.errors.ConfigError` naming the file, the field and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+TYPES = ("id", "text", "date", "time", "number", "money", "weight")
+UNITS = ("lb", "kg", "t", "ton")
+TEMPLATE_KEYS = ("name", "description", "field")
+FIELD_KEYS = ("name", "labels", "type", "unit", "pattern", "required", "description")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    labels: tuple[str, ...]
+    type: str = "text"
+    unit: str = "lb"
+    pattern: str | None = None
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    path: str
+    fields: tuple[FieldSpec, ...]
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.fields if spec.required)
+
+
+def template_path(name_or_path: str) -> Path:
+    """The file of ``--template``: a bundled template's name, or a path to a .toml file."""
+    text = str(name_or_path).strip()
+    if not text:
+        raise ConfigError("template: no name or path given")
+    if not (text.endswith(".toml") or "/" in text or os.sep in text):
+        bundled = TEMPLATE_DIR / f"{text}.toml"
+        if bundled.is_file():
+            return bundled
+        names = ", ".join(sorted(path.stem for path in TEMPLATE_DIR.glob("*.toml")))
+        raise ConfigError(f"no bundled template {text!r} (bundled: {names}); or give a path to a .toml file")
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"template {path}: file not found")
+    return path.resolve()
+
+
+def load_template(name_or_path: str) -> Template:
+    """The template for ``--template``, read once per process (again only if the file changes).
+
+    Raises :class:`ConfigError` naming the file and the problem."""
+    path = template_path(name_or_path)
+    try:
+        changed = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise ConfigError(f"template {path}: {exc.strerror}") from None
+    return _load(str(path), changed)
+
+
+@lru_cache(maxsize=16)
+def _load(path: str, changed: int) -> Template:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"template {path}: not readable TOML: {exc}") from None
+    unknown = sorted(set(data) - set(TEMPLATE_KEYS))
+    if unknown:
+        raise ConfigError(f"template {path}: unknown key {', '.join(unknown)} (known: {', '.join(TEMPLATE_KEYS)})")
+    entries = data.get("field")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"template {path}: no [[field]] entries")
+    fields = [_field_spec(path, number, entry) for number, entry in enumerate(entries, start=1)]
+    names: set[str] = set()
+    owners: dict[str, str] = {}  # label, compacted → field
+    for spec in fields:
+        if spec.name in names:
+            raise ConfigError(f"template {path}: field {spec.name!r} is defined twice")
+        names.add(spec.name)
+        for label in spec.labels:
+            key = re.sub(r"[^a-z0-9#]", "", label.lower())
+            if owners.setdefault(key, spec.name) != spec.name:
+                raise ConfigError(f"template {path}: label {label!r} belongs to both {owners[key]!r} and {spec.name!r}")
+    return Template(str(data.get("name") or Path(path).stem), path, tuple(fields))
+
+
+def _field_spec(path: str, number: int, entry: Any) -> FieldSpec:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"template {path}: field {number} is not a table")
+    name = entry.get("name")
+    where = f"template {path}, field {number} ({name if isinstance(name, str) else 'no name'})"
+    unknown = sorted(set(entry) - set(FIELD_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {', '.join(unknown)} (known: {', '.join(FIELD_KEYS)})")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ConfigError(f"{where}: needs a name of letters, digits and underscores")
+    labels = entry.get("labels")
+    if isinstance(labels, str):
+        labels = [labels]
+    if not isinstance(labels, list) or not labels or not all(
+            isinstance(label, str) and re.search(r"[A-Za-z0-9#]", label) for label in labels):
+        raise ConfigError(f"{where}: needs labels, a list of strings with letters or digits")
+    kind = entry.get("type", "text")
+    if kind not in TYPES:
+        raise ConfigError(f"{where}: type must be one of {', '.join(TYPES)}, not {kind!r}")
+    unit = entry.get("unit", "lb")
+    if unit not in UNITS:
+        raise ConfigError(f"{where}: unit must be one of {', '.join(UNITS)}, not {unit!r}")
+    if "unit" in entry and kind != "weight":
+        raise ConfigError(f"{where}: a unit is for weight fields, not {kind}")
+    pattern = entry.get("pattern")
+    if pattern is not None:
+        if not isinstance(pattern, str):
+            raise ConfigError(f"{where}: pattern must be a string")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"{where}: bad pattern: {exc}") from None
+    required = entry.get("required", False)
+    if not isinstance(required, bool):
+        raise ConfigError(f"{where}: required must be true or false, not {required!r}")
+    return FieldSpec(name, tuple(labels), kind, unit, pattern, required)
