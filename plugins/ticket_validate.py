@@ -1,11 +1,14 @@
 """Built-in validation of truck and weigh tickets: rules on the extracted fields → issues.
 
 - every required field of the template present (``missing_field``);
-- net = gross − tare within 1 % (``net_mismatch``), net tons = net lb / 2000 within 1 %
-  (``tons_mismatch``);
+- net = gross − tare within 1 % (``net_mismatch``), and net tons = net lb / 2000 within 1 %
+  (``tons_mismatch``; half a hundredth more for the rounding of a printed ton);
 - a plausible date: not before 1990, not more than a day ahead (``implausible_date``);
-- no field below ``--review-below`` confidence (``low_confidence``);
-- across the run, a ticket number seen twice (``duplicate_ticket``), checked in the parent.
+- no field read with a confidence below ``--review-below`` (``low_confidence``, one per field);
+- across the run, a ticket number seen on an earlier page (``duplicate_ticket``), checked in the
+  parent.
+
+Every issue sends its page to the review queue.
 """
 
 from __future__ import annotations
@@ -18,45 +21,62 @@ from engine.records import Field, Issue, PageResult, PageTask
 from plugins.template_extract import load_template
 
 EARLIEST = date(1990, 1, 1)
-TOLERANCE = 0.01
+TOLERANCE = 0.01  # 1 %
+TON_ROUNDING = 0.005  # a ton printed with two decimals
 
 
 def _number(fields: dict[str, Field], name: str) -> float | None:
     item = fields.get(name)
-    if item is None:
+    if item is None or isinstance(item.value, bool):
         return None
     try:
-        return float(item.value)
+        return float(str(item.value).replace(",", "")) if isinstance(item.value, str) else float(item.value)
     except (TypeError, ValueError):
         return None
 
 
+def _arithmetic(fields: dict[str, Field]) -> list[Issue]:
+    issues = []
+    gross, tare, net = (_number(fields, name) for name in ("gross_lb", "tare_lb", "net_lb"))
+    if gross is not None and tare is not None and net is not None:
+        expected = gross - tare
+        if abs(expected - net) > TOLERANCE * max(abs(expected), abs(net), 1.0):
+            issues.append(Issue("net_mismatch", f"net {net:,g} lb is not gross {gross:,g} − tare {tare:,g} = "
+                                                f"{expected:,g} lb", field="net_lb"))
+    tons = _number(fields, "net_tons")
+    if tons is not None and net is not None and abs(net / 2000 - tons) > TOLERANCE * abs(tons) + TON_ROUNDING:
+        issues.append(Issue("tons_mismatch", f"net tons {tons:g} is not net {net:,g} lb / 2000 = {net / 2000:.2f}",
+                            field="net_tons"))
+    return issues
+
+
+def _date_issue(fields: dict[str, Field], today: date) -> Issue | None:
+    when = fields.get("date")
+    if when is None:
+        return None
+    try:
+        day = date.fromisoformat(str(when.value))
+    except ValueError:
+        return Issue("implausible_date", f"date {when.value!r} is not a date", field="date")
+    latest = today + timedelta(days=1)
+    if day < EARLIEST or day > latest:
+        return Issue("implausible_date", f"date {day.isoformat()} is before {EARLIEST.year} or after "
+                                         f"{latest.isoformat()}", field="date")
+    return None
+
+
 def check_fields(fields: dict[str, Field], required: tuple[str, ...], review_below: float,
                  today: date | None = None) -> list[Issue]:
+    """Every rule on one page's fields; ``today`` defaults to the local date."""
     issues = [Issue("missing_field", f"{name} not found", field=name) for name in required if name not in fields]
-    gross, tare, net = (_number(fields, n) for n in ("gross_lb", "tare_lb", "net_lb"))
-    if None not in (gross, tare, net):
-        expected = gross - tare  # type: ignore[operator]
-        if abs(expected - net) > TOLERANCE * max(abs(expected), abs(net), 1.0):  # type: ignore[arg-type]
-            issues.append(Issue("net_mismatch", f"net {net:g} lb ≠ gross {gross:g} − tare {tare:g} = {expected:g} lb",
-                                field="net_lb"))
-    tons = _number(fields, "net_tons")
-    if tons is not None and net is not None:
-        if abs(net / 2000.0 - tons) > TOLERANCE * max(abs(tons), 0.01) + 0.005:
-            issues.append(Issue("tons_mismatch", f"net tons {tons:g} ≠ net {net:g} lb / 2000 = {net / 2000:.2f}",
-                                field="net_tons"))
-    when = fields.get("date")
-    if when is not None:
-        try:
-            day = date.fromisoformat(str(when.value))
-        except ValueError:
-            day = None
-        latest = (today or date.today()) + timedelta(days=1)
-        if day is None or not EARLIEST <= day <= latest:
-            issues.append(Issue("implausible_date", f"date {when.value} is not plausible", field="date"))
+    issues += _arithmetic(fields)
+    date_issue = _date_issue(fields, today or date.today())
+    if date_issue is not None:
+        issues.append(date_issue)
     for name, item in fields.items():
         if item.confidence < review_below:
-            issues.append(Issue("low_confidence", f"{name} read with confidence {item.confidence:.2f}", field=name))
+            issues.append(Issue("low_confidence", f"{name} read with confidence {item.confidence:.2f} "
+                                                  f"(below {review_below:g})", field=name))
     return issues
 
 
@@ -74,4 +94,5 @@ def pagemill_cross_check(result: PageResult, seen: Any, config: Any) -> list[Iss
     earlier = seen.first_seen("ticket_number", str(ticket.value), result.where())
     if earlier is None:
         return []
-    return [Issue("duplicate_ticket", f"ticket number {ticket.value} also on {earlier}", field="ticket_number")]
+    return [Issue("duplicate_ticket", f"ticket number {ticket.value} was seen first on {earlier}",
+                  field="ticket_number")]
