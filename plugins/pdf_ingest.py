@@ -1,309 +1,357 @@
-"""Built-in ingest: PDFs (pypdf, pypdfium2) and image files (pillow), a page per PDF page or frame.
+"""Built-in ingest: PDFs (pypdf, pypdfium2) and image files (Pillow), a page per PDF page or frame.
 
-- ``pagemill_ingest`` opens a document (the password from ``--password`` when it is encrypted),
-  counts its pages and marks the pages that carry a usable text layer.
-- ``pagemill_load_page`` gives the OCR stage what it needs: the text layer (OCR is then skipped
-  unless ``--force-ocr``), else the one full-page embedded image of a scan, taken as it is without
-  rendering, else the page rendered by pdfium at ``--dpi``. An image file's frame is its page.
+- ``pagemill_ingest`` finds what a file is by its first bytes (never its name), opens it (with
+  ``--password`` when it is encrypted), counts its pages and marks those with a usable text layer.
+- ``pagemill_load_page`` gives the OCR stage what it reads: the text layer (OCR is then skipped
+  unless ``--force-ocr``); else a scan's one full-page image, taken out as it is stored and turned
+  upright (:mod:`plugins.pdf_scan`); else the page rendered by pdfium at ``--dpi``. The page of an
+  image file is its frame (:mod:`plugins.image_ingest`). Open documents are cached per worker
+  (:mod:`plugins.pdf_documents`).
 
-A file that is neither a PDF nor an image is an :class:`UnsupportedDocumentError` here rather than
-``None``: no other built-in plugin could read it, and one clear error beats "no plugin". A plugin
-that reads other kinds of files registers ``tryfirst`` and claims them before this one.
+Files that are neither. A file that is neither a PDF nor a PNG, JPEG or TIFF image raises
+:class:`UnsupportedDocumentError` here instead of returning ``None``: the engine has no other ingest
+plugin, and one clear error naming the file's first bytes beats "no plugin can read this file". A
+plugin that reads other kinds of files registers its ``pagemill_ingest`` with ``tryfirst=True``
+and claims them before this one.
 
-Sizes are checked before anything is decoded: an image or a page whose pixels would exceed
-``max_image_pixels`` is a :class:`PageTooLargeError` (a decompression bomb never expands).
+Bad input is one :mod:`engine.errors` exception with a one-line message (the engine adds the file
+and page): EmptyDocumentError (no bytes, no pages), UnsupportedDocumentError, EncryptedDocumentError,
+CorruptDocumentError (its message starts with "truncated" when the file lacks its ``%%EOF``),
+PageTooLargeError. A PDF pypdf cannot parse but pdfium can is not refused: its pages are rendered.
+
+Limits. Sizes are checked before anything is decoded or rendered: an image file's frames from
+Pillow's header, a PDF's images from their ``/Width`` × ``/Height``, a render from the page box ×
+dpi / 72; over ``max_image_pixels`` is a PageTooLargeError (a decompression bomb never expands).
+pypdf bounds its own work (page-tree depth and cycles, xref loops, decompressed sizes: its
+``Configuration``); on top of that, ingest probes text layers for at most ``TEXT_PROBE_SECONDS``
+(or half the page timeout), pages left unprobed keep the cheap answer "has fonts" and are decided
+at load; a scan's content stream is parsed only up to 512 KiB and pypdf extracts the text of a
+content stream only up to ``MAX_TEXT_CONTENT_BYTES`` (pdfium, in C, reads longer ones). What still
+hangs inside a parser is ended by the engine's page timeout, which also covers ingest.
 """
 
 from __future__ import annotations
 
-import atexit
-import logging
-import os
-import warnings
-from collections import OrderedDict
+import math
+import time
 from typing import Any
 
-from PIL import Image
+from loguru import logger
 
 from engine import hookimpl
 from engine.errors import (
     CorruptDocumentError,
     EmptyDocumentError,
     EncryptedDocumentError,
+    PagemillError,
     PageTooLargeError,
+    TransientError,
     UnsupportedDocumentError,
 )
-from engine.records import Document, EncodedImage, PageContent, PageTask
+from engine.records import Document, PageContent, PageTask
+from plugins import pdf_documents
+from plugins.image_ingest import (
+    bomb_error,
+    check_pixels,
+    follow_pixel_limit,
+    ingest_image_file,
+    load_image_frame,
+    sniff,
+)
+from plugins.pdf_documents import OpenPdf, one_line, open_pdf, quiet
+from plugins.pdf_scan import check_page_images, content_bytes, find_scan, scan_image
 
-MIN_TEXT_CHARS = 20
-CACHE_SIZE = 4
-logging.getLogger("pypdf").setLevel(logging.ERROR)
-
-_cache: OrderedDict[tuple[int, str, str, str], Any] = OrderedDict()
-
-
-@atexit.register
-def _close_cached() -> None:
-    """pdfium documents are closed explicitly; the rest goes with the process."""
-    while _cache:
-        (_, kind, _, _), value = _cache.popitem()
-        if kind == "pdfium":
-            value.close()
-
-
-def sniff(path: str) -> str:
-    """"pdf", "image" or "unknown", by the first bytes, never by the name."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(1024)
-    except OSError as exc:
-        raise CorruptDocumentError(f"cannot read: {exc.strerror or exc}") from None
-    if not head:
-        raise EmptyDocumentError("empty file (0 bytes)")
-    if b"%PDF-" in head:
-        return "pdf"
-    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"GIF8", b"BM")):
-        return "image"
-    return "unknown"
-
-
-def _cached(kind: str, path: str, sha256: str, password: str | None, opener: Any) -> Any:
-    key = (os.getpid(), kind, path, sha256)
-    if key in _cache:
-        _cache.move_to_end(key)
-        return _cache[key]
-    value = opener(path, password)
-    _cache[key] = value
-    while len(_cache) > CACHE_SIZE:
-        _, old = _cache.popitem(last=False)
-        close = getattr(old, "close", None)
-        if close is not None and kind == "pdfium":
-            close()
-    return value
-
-
-def _open_pypdf(path: str, password: str | None) -> Any:
-    from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            reader = PdfReader(path, strict=False)
-            if reader.is_encrypted:
-                try:
-                    result = reader.decrypt(password or "")
-                except Exception as exc:  # noqa: BLE001 - pypdf raises several kinds here
-                    raise EncryptedDocumentError(f"encrypted and cannot be decrypted: {exc}") from None
-                if not result:
-                    if password:
-                        raise EncryptedDocumentError("encrypted; the password given is wrong")
-                    raise EncryptedDocumentError("encrypted; pass --password")
-    except (EncryptedDocumentError, EmptyDocumentError):
-        raise
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError, OSError) as exc:
-        raise CorruptDocumentError(f"not a readable PDF: {type(exc).__name__}: {exc}") from None
-    return reader
-
-
-def _open_pdfium(path: str, password: str | None) -> Any:
-    import pypdfium2 as pdfium
-
-    try:
-        return pdfium.PdfDocument(path, password=password)
-    except pdfium.PdfiumError as exc:
-        raise CorruptDocumentError(f"pdfium cannot open it: {exc}") from None
-
-
-def _set_pixel_limit(config: Any) -> None:
-    Image.MAX_IMAGE_PIXELS = config.max_image_pixels
+MIN_TEXT_CHARS = 20  # printable, non-space characters that make a text layer usable
+TEXT_PROBE_SECONDS = 30.0
+MAX_TEXT_CONTENT_BYTES = 4 * 1024 * 1024
+MAX_FONT_SEARCH_DEPTH = 8
+MIN_BYTES_PER_PAGE = 8  # no page object is shorter, even compressed in an object stream
 
 
 # ------------------------------------------------------------------------ ingest
 @hookimpl
 def pagemill_ingest(document: Document, config: Any) -> list[PageTask]:
-    _set_pixel_limit(config)
-    kind = sniff(document.path)
+    """The document's page tasks; raises an :mod:`engine.errors` exception for a bad file."""
+    follow_pixel_limit(config.max_image_pixels)
+    kind = _kind_of(document.path)
     if kind == "image":
-        return _ingest_image(document, config)
-    if kind != "pdf":
-        with open(document.path, "rb") as handle:
-            head = handle.read(8)
-        raise UnsupportedDocumentError(f"not a PDF or image (starts with {head!r})")
-    reader = _cached("pypdf", document.path, document.sha256, config.password, _open_pypdf)
+        return ingest_image_file(document, config.max_image_pixels)
+    return _ingest_pdf(document, config)
+
+
+def _kind_of(path: str) -> str:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            count = len(reader.pages)
-            if count == 0:
-                raise EmptyDocumentError("the PDF has no pages")
-            tasks = []
-            for index in range(count):
-                has_text = _text_of(reader.pages[index]) is not None
-                tasks.append(PageTask(document.path, document.sha256, index, count, "pdf", document.priority, has_text))
-    except (EmptyDocumentError, EncryptedDocumentError):
+        with open(path, "rb") as handle:
+            head = handle.read(1024)
+    except OSError as exc:
+        raise pdf_documents.read_error(exc) from exc
+    if not head:
+        raise EmptyDocumentError("empty file (0 bytes)")
+    kind = sniff(head)
+    if kind == "unknown":
+        raise UnsupportedDocumentError(f"not a PDF or image (starts with {head[:8]!r})")
+    return kind
+
+
+def _ingest_pdf(document: Document, config: Any) -> list[PageTask]:
+    doc = open_pdf(document.path, document.sha256, config.password)
+    deadline = time.monotonic() + min(TEXT_PROBE_SECONDS, config.page_timeout / 2)
+    with doc.lock:
+        try:
+            reader = doc.reader()
+            with quiet():
+                count = _count_pages(reader)
+                flags = [_probe_text(reader, index, deadline) for index in range(count)]
+        except (EncryptedDocumentError, EmptyDocumentError, PageTooLargeError, TransientError, MemoryError):
+            raise
+        except PagemillError as exc:
+            return _ingest_with_pdfium(document, doc, str(exc), deadline)
+        except Exception as exc:  # noqa: BLE001 - a page tree pypdf cannot walk
+            return _ingest_with_pdfium(document, doc, f"{doc.damage()}pypdf cannot read it: {one_line(exc)}", deadline)
+    return [PageTask(document.path, document.sha256, index, count, "pdf", document.priority, flag)
+            for index, flag in enumerate(flags)]
+
+
+def _count_pages(reader: Any) -> int:
+    """The pages pypdf finds walking the page tree (bounded, cycles cut), not the claimed /Count."""
+    try:
+        reader.pages[0]  # the first access walks the whole tree; until then pypdf trusts /Count
+    except IndexError:
+        raise EmptyDocumentError("a PDF with no pages") from None
+    return len(reader.pages)
+
+
+def _ingest_with_pdfium(document: Document, doc: OpenPdf, reason: str, deadline: float) -> list[PageTask]:
+    """Pages of a PDF pypdf cannot parse, when pdfium can (not for a truncated file)."""
+    if doc.truncated:
+        raise CorruptDocumentError(reason)
+    with pdf_documents.pdfium_lock:
+        try:
+            count = len(doc.pdfium())
+        except EncryptedDocumentError:
+            raise
+        except PagemillError:
+            raise CorruptDocumentError(f"{reason}; pdfium cannot read it either") from None
+        if count == 0:
+            raise EmptyDocumentError(f"a PDF with no pages ({reason})")
+        if count * MIN_BYTES_PER_PAGE > len(doc.data):  # pdfium believes a page tree's /Count
+            raise CorruptDocumentError(f"{reason}; pdfium counts {count:,} pages in {len(doc.data):,} bytes")
+        flags = [time.monotonic() > deadline or _pdfium_text(doc, index) is not None for index in range(count)]
+    logger.warning("{}: {}; its {} page(s) are read with pdfium", document.path, reason, count)
+    return [PageTask(document.path, document.sha256, index, count, "pdf", document.priority, flag)
+            for index, flag in enumerate(flags)]
+
+
+def _probe_text(reader: Any, index: int, deadline: float) -> bool:
+    """Whether page ``index`` has a usable text layer; cheap "has fonts" once past ``deadline``."""
+    try:
+        page = reader.pages[index]
+        if not _has_fonts(page.get("/Resources")):
+            return False
+        if time.monotonic() > deadline or not _short_content(page):
+            return True  # unsure: load decides, falling back to an image when the text is not usable
+        return _pypdf_text(page) is not None
+    except (PagemillError, MemoryError):
         raise
-    except Exception as exc:  # noqa: BLE001 - any parser failure is the file's, said in one line
-        raise CorruptDocumentError(f"cannot read the page tree: {type(exc).__name__}: {exc}") from None
-    return tasks
+    except Exception as exc:  # noqa: BLE001 - a page pypdf cannot read is rendered
+        logger.debug("page {}: no text layer read: {}", index + 1, one_line(exc))
+        return False
 
 
-def _ingest_image(document: Document, config: Any) -> list[PageTask]:
-    try:
-        with Image.open(document.path) as image:
-            _check_pixels(image.size[0], image.size[1], config, "image")
-            frames = getattr(image, "n_frames", 1)
-    except PageTooLargeError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise PageTooLargeError(f"image over the limit of {config.max_image_pixels:,} pixels (--max-image-pixels): {exc}") from None
-    except Exception as exc:  # noqa: BLE001
-        raise CorruptDocumentError(f"not a readable image: {type(exc).__name__}: {exc}") from None
-    return [PageTask(document.path, document.sha256, i, frames, "image", document.priority) for i in range(frames)]
+def _has_fonts(resources: Any, depth: int = 0) -> bool:
+    resources = resources.get_object() if hasattr(resources, "get_object") else resources
+    if not isinstance(resources, dict) or depth > MAX_FONT_SEARCH_DEPTH:
+        return False
+    fonts = resources.get("/Font")
+    fonts = fonts.get_object() if hasattr(fonts, "get_object") else fonts
+    if isinstance(fonts, dict) and len(fonts) > 0:
+        return True
+    xobjects = resources.get("/XObject")
+    xobjects = xobjects.get_object() if hasattr(xobjects, "get_object") else xobjects
+    if not isinstance(xobjects, dict):
+        return False
+    for name in list(xobjects.keys()):
+        xobject = xobjects[name].get_object() if hasattr(xobjects[name], "get_object") else xobjects[name]
+        if isinstance(xobject, dict) and xobject.get("/Subtype") == "/Form" and _has_fonts(xobject.get("/Resources"), depth + 1):
+            return True
+    return False
 
 
-def _check_pixels(width: float, height: float, config: Any, what: str) -> None:
-    pixels = int(width) * int(height)
-    if pixels > config.max_image_pixels:
-        raise PageTooLargeError(
-            f"{what} of {int(width)}×{int(height)} = {pixels:,} pixels is over the limit of "
-            f"{config.max_image_pixels:,} (--max-image-pixels)"
-        )
-
-
-def _text_of(page: Any) -> str | None:
-    """The page's text layer when it is usable (enough real characters), else None."""
-    try:
-        text = page.extract_text() or ""
-    except Exception:  # noqa: BLE001 - a broken text layer is no text layer
+def usable(text: str | None) -> str | None:
+    """The text when it has at least MIN_TEXT_CHARS printable, non-space characters, else None."""
+    if not text:
         return None
-    return text if sum(1 for c in text if c.isalnum()) >= MIN_TEXT_CHARS else None
+    real = sum(1 for char in text if char.isprintable() and not char.isspace() and char != "\ufffd")
+    return text if real >= MIN_TEXT_CHARS else None
+
+
+def _pypdf_text(page: Any) -> str | None:
+    """pypdf's text of a page, when usable; the caller checked the content's size."""
+    with quiet():
+        return usable(page.extract_text())
+
+
+def _short_content(page: Any) -> bool:
+    """Content streams short enough for pypdf's text extraction (pure Python) to be quick."""
+    return content_bytes(page, MAX_TEXT_CONTENT_BYTES) is not None
+
+
+def _pdfium_text(doc: OpenPdf, index: int) -> str | None:
+    """The page's text as pdfium reads it (call with the pdfium lock held)."""
+    try:
+        page = doc.pdfium()[index]
+        try:
+            textpage = page.get_textpage()
+            try:
+                return usable(textpage.get_text_range())
+            finally:
+                textpage.close()
+        finally:
+            page.close()
+    except (EncryptedDocumentError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - no text then; the page is rendered
+        logger.debug("page {}: pdfium reads no text: {}", index + 1, one_line(exc))
+        return None
 
 
 # -------------------------------------------------------------------- load page
 @hookimpl
 def pagemill_load_page(page: PageTask, config: Any) -> PageContent | None:
-    _set_pixel_limit(config)
+    """Text layer, embedded scan image or render (PDF), or the frame (image file)."""
+    follow_pixel_limit(config.max_image_pixels)
     if page.kind == "image":
-        return _load_frame(page, config)
+        return load_image_frame(page, config.max_image_pixels)
     if page.kind != "pdf":
         return None
-    reader = _cached("pypdf", page.document, page.sha256, config.password, _open_pypdf)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pdf_page = reader.pages[page.index]
-            text = _text_of(pdf_page) if page.has_text_layer else None
-            if text is not None and not config.force_ocr:
+    doc = open_pdf(page.document, page.sha256, config.password)
+    with doc.lock:
+        pdf_page, reader = _pypdf_page(doc, page)
+        if page.has_text_layer and not config.force_ocr:
+            text = _text_of(doc, page, pdf_page)
+            if text is not None:
                 return PageContent(text=text, source="text-layer")
-            image = _embedded_scan(pdf_page, config)
-    except (PageTooLargeError, EncryptedDocumentError):
-        raise
-    except Exception:  # noqa: BLE001 - pdfium gets its chance below
-        text, image = None, None
-    if image is not None:
-        return PageContent(text=text if not config.force_ocr else None, image=image, source="embedded-image")
-    return PageContent(image=_render(page, config), source="rendered", dpi=config.dpi)
+        if pdf_page is not None:
+            _check_images(pdf_page, config)  # before pypdf or pdfium decodes any of them
+            content = _embedded_scan(pdf_page, reader, page, config)
+            if content is not None:
+                return content
+    return PageContent(image=render_page(doc, page.index, config), source="rendered", dpi=float(config.dpi))
 
 
-def _embedded_scan(pdf_page: Any, config: Any) -> Image.Image | EncodedImage | None:
-    """The page's one image when it covers the whole page (a scan), upright; else None.
-
-    A plain JPEG on an unrotated page comes as its bytes (EncodedImage): tesseract reads it as
-    it is, with no decode and re-encode here."""
-    resources = pdf_page.get("/Resources")
-    xobjects = resources.get_object().get("/XObject") if resources is not None else None
-    if xobjects is None:
-        return None
-    xobjects = xobjects.get_object()
-    images = [xobjects[name].get_object() for name in xobjects if xobjects[name].get_object().get("/Subtype") == "/Image"]
-    if len(images) != 1:
-        return None
-    width, height = images[0].get("/Width", 0), images[0].get("/Height", 0)
-    _check_pixels(width, height, config, "embedded image")
-    box = pdf_page.mediabox
-    page_w, page_h = float(box.width), float(box.height)
-    if not width or not height or not page_w or not page_h:
-        return None
-    if abs(width / height - page_w / page_h) > 0.03 * (page_w / page_h):
-        return None  # not a full-page scan: render instead
-    rotation = (pdf_page.get("/Rotate") or 0) % 360
-    if not rotation and _plain_jpeg(images[0]):
-        return EncodedImage(images[0].get_data(), "JPEG", int(width), int(height))
-    files = pdf_page.images
-    if len(files) != 1:
-        return None
-    image = files[0].image
-    image = _ocr_mode(image)
-    if rotation:
-        image = image.rotate(-rotation, expand=True)
-    return image
-
-
-def _plain_jpeg(xobject: Any) -> bool:
-    """A JPEG that tesseract can read as it is: no masks, no decode arrays, gray or RGB."""
-    filters = xobject.get("/Filter")
-    if isinstance(filters, list):
-        filters = filters[0] if len(filters) == 1 else None
-    return (
-        filters == "/DCTDecode"
-        and xobject.get("/ColorSpace") in ("/DeviceGray", "/DeviceRGB")
-        and xobject.get("/BitsPerComponent", 8) == 8
-        and "/SMask" not in xobject
-        and "/Mask" not in xobject
-        and "/Decode" not in xobject
-    )
-
-
-def _ocr_mode(image: Image.Image) -> Image.Image:
-    if image.mode in ("L", "RGB"):
-        return image
-    if image.mode in ("1", "LA", "I", "I;16", "F"):
-        return image.convert("L")
-    return image.convert("RGB")
-
-
-def _render(page: PageTask, config: Any) -> Image.Image:
-    import pypdfium2 as pdfium
-
-    document = _cached("pdfium", page.document, page.sha256, config.password, _open_pdfium)
+def _pypdf_page(doc: OpenPdf, page: PageTask) -> tuple[Any, Any]:
+    """(pypdf page, reader), or (None, None) when pypdf cannot read it (pdfium then does)."""
     try:
-        pdf_page = document[page.index]
-        width, height = pdf_page.get_size()
-        scale = config.dpi / 72.0
-        _check_pixels(width * scale, height * scale, config, "page rendered at --dpi")
-        bitmap = pdf_page.render(scale=scale, grayscale=True)
-        return bitmap.to_pil()
-    except PageTooLargeError:
+        reader = doc.reader()
+    except EncryptedDocumentError:
         raise
-    except pdfium.PdfiumError as exc:
-        raise CorruptDocumentError(f"pdfium cannot render it: {exc}") from None
-
-
-def _load_frame(page: PageTask, config: Any) -> PageContent:
+    except CorruptDocumentError:
+        return None, None
     try:
-        with Image.open(page.document) as image:
-            _check_pixels(image.size[0], image.size[1], config, "image")
-            image.seek(page.index)
-            frame = _ocr_mode(image.copy() if image.mode in ("L", "RGB") else image.convert("RGB"))
-    except PageTooLargeError:
+        with quiet():
+            count = len(reader.pages)
+            if page.index >= count:
+                raise CorruptDocumentError(f"page {page.number} is not in the file (it has {count} pages)")
+            return reader.pages[page.index], reader
+    except (PagemillError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001
-        raise CorruptDocumentError(f"cannot read frame {page.number}: {type(exc).__name__}: {exc}") from None
-    return PageContent(image=frame, source="image-file")
+        logger.debug("{}: pypdf cannot read the page: {}", page.where(), one_line(exc))
+        return None, None
 
 
+def _check_images(pdf_page: Any, config: Any) -> None:
+    try:
+        with quiet():
+            check_page_images(pdf_page, config.max_image_pixels)
+    except (PageTooLargeError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - unreadable resources: pdfium will judge
+        logger.debug("images not checked: {}", one_line(exc))
+
+
+def _text_of(doc: OpenPdf, page: PageTask, pdf_page: Any) -> str | None:
+    if pdf_page is not None:
+        try:
+            if _short_content(pdf_page):
+                return _pypdf_text(pdf_page)
+        except (PagemillError, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - pdfium gets its turn
+            logger.debug("{}: pypdf reads no text: {}", page.where(), one_line(exc))
+    with pdf_documents.pdfium_lock:
+        try:
+            doc.pdfium()
+        except EncryptedDocumentError:
+            raise
+        except PagemillError:
+            return None
+        return _pdfium_text(doc, page.index)
+
+
+def _embedded_scan(pdf_page: Any, reader: Any, page: PageTask, config: Any) -> PageContent | None:
+    try:
+        with quiet():
+            scan = find_scan(pdf_page, reader)
+            image = scan_image(scan, config.max_image_pixels) if scan is not None else None
+    except (PageTooLargeError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any trouble with the stored image: render instead
+        from PIL import Image
+
+        if isinstance(exc, Image.DecompressionBombError):
+            raise bomb_error(exc, config.max_image_pixels, "embedded image") from None
+        logger.debug("{}: embedded image not taken: {}", page.where(), one_line(exc))
+        return None
+    if image is None:
+        return None
+    return PageContent(image=image, source="embedded-image", dpi=scan.dpi if scan else None)
+
+
+def render_page(doc: OpenPdf, index: int, config: Any) -> Any:
+    """The page rendered by pdfium at ``config.dpi``, in gray (size checked first)."""
+    import pypdfium2 as pdfium
+
+    with pdf_documents.pdfium_lock:
+        pdf = doc.pdfium()
+        if index >= len(pdf):
+            raise CorruptDocumentError(f"page {index + 1} is not in the file (pdfium finds {len(pdf)} pages)")
+        try:
+            pdf_page = pdf[index]
+            try:
+                width, height = pdf_page.get_size()
+                scale = config.dpi / 72.0 * (1 - 1e-9)  # pdfium rounds up: 11 in at 150 dpi is 1650 px, not 1651
+                check_pixels(math.ceil(width * scale), math.ceil(height * scale), config.max_image_pixels,
+                             f"page rendered at {config.dpi} dpi")
+                for image in pdf_page.get_objects(filter=[pdfium.raw.FPDF_PAGEOBJ_IMAGE], max_depth=8):
+                    check_pixels(*image.get_px_size(), config.max_image_pixels, "embedded image")  # not decoded
+                bitmap = pdf_page.render(scale=scale, grayscale=True)
+                try:
+                    return bitmap.to_pil().copy()
+                finally:
+                    bitmap.close()
+            finally:
+                pdf_page.close()
+        except (PagemillError, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - PdfiumError mostly; whatever it is, it is the file's
+            raise CorruptDocumentError(f"{doc.damage()}pdfium cannot render the page: {one_line(exc)}") from None
+
+
+# ----------------------------------------------------------------- classify
 @hookimpl
 def pagemill_classify_error(error: BaseException, stage: str, page: PageTask | None) -> str | None:
-    from pypdf.errors import PyPdfError
+    """pypdf, pdfium and Pillow errors that escaped are the file's (permanent); MemoryError is transient."""
+    if isinstance(error, MemoryError):
+        return "transient"
+    from pypdf.errors import DependencyError, PyPdfError
 
-    if isinstance(error, PyPdfError):
+    if isinstance(error, (PyPdfError, DependencyError)):
         return "permanent"
-    try:
-        import pypdfium2 as pdfium
+    import pypdfium2 as pdfium
+    from PIL import Image, UnidentifiedImageError
 
-        if isinstance(error, pdfium.PdfiumError):
-            return "permanent"
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(error, (pdfium.PdfiumError, UnidentifiedImageError, Image.DecompressionBombError)):
+        return "permanent"
     return None
+

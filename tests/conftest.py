@@ -14,6 +14,17 @@ CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 
+@pytest.fixture(autouse=True)
+def pillow_pixel_limit_restored():
+    """Ingest sets Pillow's process-wide pixel limit (in workers); tests that ingest in-process
+    must not hand their limit to the tests after them."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    yield
+    Image.MAX_IMAGE_PIXELS = limit
+
+
 @pytest.fixture
 def noop_archive(tmp_path: Path):
     """make(pages_per_document) -> folder of .noop documents."""
