@@ -1,11 +1,23 @@
 """``pagemill sample``: an archive of scanned-looking truck and weigh tickets with ground truth.
 
-Each page is a ticket drawn with pillow at 300 DPI in one of several layouts (label: value
-lists, two columns, values below their labels, weights in lb or in kg), with a company header,
-and on some pages speckle noise, a slight rotation and blur; documents hold 1 to 5 tickets and
-are saved as image-only PDFs (one full-page image a page), as a scanner makes them. ``truth.jsonl``
-holds, per page, the fields as extraction should give them. One truncated PDF is added when
-``broken``. The same seed gives the same archive.
+Each page is one ticket drawn with pillow at 300 DPI on a half-letter page (8.5 × 5.5 in) in one
+of four layouts:
+
+- ``list``: one "Label: value" a line, two fields on some lines, weights in lb;
+- ``columns``: labels in a left column, values in a right one, weights in lbs, 12-hour times;
+- ``stacked``: small upper-case labels with each value on the line below, two fields a row;
+- ``metric``: a monospaced printout, "LABEL: value", weights in kg and net tonnes.
+
+Label synonyms ("Ticket No." / "Ticket #" / "Scale Ticket", "Hauler" / "Carrier", ...) and date
+forms (2026-03-14, 03/14/2026, 14 Mar 2026, March 14, 2026) vary with the layout and the page.
+Every page has a company header and a weighmaster's footer; some pages get speckles, a slight
+rotation (at most 1.5°) and a mild blur. Documents hold 1 to 5 tickets and are image-only PDFs
+(one full-page JPEG a page), as a scanner makes them; one truncated PDF is added when ``broken``.
+
+``truth.jsonl`` holds a line per page: ``{"document", "page", "layout", "clean", "fields"}`` with
+the fields as extraction gives them (ISO dates, HH:MM times, weights in lb as ints converted from
+kg the way the bundled template converts them, net tons with two decimals). The same seed gives
+the same bytes.
 """
 
 from __future__ import annotations
@@ -21,16 +33,26 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from plugins.template_values import convert_weight
+
 DPI = 300
 PAGE_SIZE = (2550, 1650)  # 8.5 × 5.5 in at 300 DPI
-FONT_PATHS = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf")
-KG_PER_LB = 0.45359237
-COMPANIES = ["Granite Ridge Aggregates", "Blue River Sand & Gravel", "Summit Materials Yard", "Northfield Quarry"]
-CARRIERS = ["Ridge Line Trucking", "Delgado Hauling", "Mason Bros Transport", "Kettle Creek Freight", "Pioneer Haulers"]
-MATERIALS = ["Crushed Stone", "Fill Sand", "Asphalt Millings", "Screened Topsoil", "Rip Rap", "Pea Gravel", "Base Course"]
+JPEG_QUALITY = 85
+FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FIXED_DATES = {"creationDate": time.gmtime(1767225600), "modDate": time.gmtime(1767225600)}  # same seed, same bytes
-MONTH_NAMES = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-               "November", "December"]
+NOISY_SHARE = 0.35  # pages with speckles and, mostly, rotation and blur
+
+COMPANIES = ("Granite Ridge Aggregates", "Blue River Sand & Gravel", "Summit Materials Yard", "Northfield Quarry",
+             "Cedar Hollow Stone Co")
+CARRIERS = ("Ridge Line Trucking", "Delgado Hauling", "Mason Bros Transport", "Kettle Creek Freight",
+            "Pioneer Haulers", "Sandoval & Sons")
+MATERIALS = ("Crushed Stone", "Fill Sand", "Asphalt Millings", "Screened Topsoil", "Rip Rap", "Pea Gravel",
+             "Base Course", "Washed Concrete Sand")
+WEIGHMASTERS = ("Rosa Alvarez", "Dale Whitaker", "Priya Natarajan", "Tom Brennan")
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December")
+FIELDS = ("ticket_number", "date", "time", "truck", "carrier", "job", "material", "gross_lb", "tare_lb", "net_lb",
+          "net_tons")
 
 
 @dataclass(frozen=True)
@@ -44,7 +66,8 @@ class SampleArchive:
 class Ticket:
     ticket_number: str
     day: date
-    time: str
+    hour: int
+    minute: int
     truck: str
     carrier: str
     job: str
@@ -52,109 +75,193 @@ class Ticket:
     gross_lb: int
     tare_lb: int
 
-    @property
-    def net_lb(self) -> int:
-        return self.gross_lb - self.tare_lb
+
+@dataclass(frozen=True)
+class Layout:
+    """How one kind of ticket prints: its labels, arrangement, units and font."""
+
+    name: str
+    style: str  # "list", "columns" or "stacked"
+    labels: dict[str, str]  # field name → printed label
+    font: str  # a DejaVu file name
+    weight_unit: str = "lb"  # "lb", "lbs" or "kg"
+    twelve_hour: bool = False
+    upper_labels: bool = False
+    same_line: tuple[tuple[str, str], ...] = ()  # fields printed side by side on one line (list style)
 
 
-def _font(size: int) -> Any:
-    for path in FONT_PATHS:
-        if Path(path).is_file():
-            return ImageFont.truetype(path, size)
+LAYOUTS: tuple[Layout, ...] = (
+    Layout("list", "list", dict(
+        ticket_number="Ticket No.", date="Date", time="Time", truck="Truck", carrier="Carrier", job="Job",
+        material="Material", gross_lb="Gross Weight", tare_lb="Tare Weight", net_lb="Net Weight",
+        net_tons="Net Tons"), "DejaVuSans.ttf", same_line=(("date", "time"), ("truck", "carrier"))),
+    Layout("columns", "columns", dict(
+        ticket_number="Ticket #", date="Date", time="Time In", truck="Truck No.", carrier="Hauler", job="Job No.",
+        material="Product", gross_lb="Gross", tare_lb="Tare", net_lb="Net", net_tons="Tons"),
+        "DejaVuSans.ttf", weight_unit="lbs", twelve_hour=True),
+    Layout("stacked", "stacked", dict(
+        ticket_number="Scale Ticket", date="Date", time="Time", truck="Vehicle", carrier="Carrier", job="Project",
+        material="Material", gross_lb="Gross Wt", tare_lb="Tare Wt", net_lb="Net Wt", net_tons="Net Tons"),
+        "DejaVuSerif.ttf", upper_labels=True),
+    Layout("metric", "list", dict(
+        ticket_number="Ticket No.", date="Date", time="Time In", truck="Vehicle", carrier="Hauler", job="Job No.",
+        material="Product", gross_lb="Gross", tare_lb="Tare", net_lb="Net", net_tons="Net Tonnes"),
+        "DejaVuSansMono.ttf", weight_unit="kg", upper_labels=True),
+)
+
+
+def _font(name: str, size: int) -> Any:
+    path = FONT_DIR / name
+    if path.is_file():
+        return ImageFont.truetype(str(path), size)
+    fallback = FONT_DIR / "DejaVuSans.ttf"
+    if fallback.is_file():
+        return ImageFont.truetype(str(fallback), size)
     return ImageFont.load_default(size=size)
 
 
 def random_ticket(rng: random.Random) -> Ticket:
     tare = rng.randrange(24000, 36000, 20)
     gross = tare + rng.randrange(20000, 52000, 20)
+    day = date(2025, 1, 1) + timedelta(days=rng.randrange(0, 420))
     return Ticket(
         ticket_number=str(rng.randrange(100000, 999999)),
-        day=date(2026, 1, 1) + timedelta(days=rng.randrange(0, 300)),
-        time=f"{rng.randrange(6, 18):02d}:{rng.randrange(0, 60):02d}",
+        day=day,
+        hour=rng.randrange(5, 19),
+        minute=rng.randrange(0, 60),
         truck=f"TR-{rng.randrange(100, 9999)}",
         carrier=rng.choice(CARRIERS),
-        job=f"J-{rng.randrange(1000, 9999)}",
+        job=f"{day.year % 100:02d}-{rng.randrange(1, 9999):04d}",  # year and number, as job numbers go
         material=rng.choice(MATERIALS),
         gross_lb=gross,
         tare_lb=tare,
     )
 
 
-def _date_text(day: date, style: int) -> str:
-    return [day.isoformat(), day.strftime("%m/%d/%Y"), f"{day.day} {MONTH_NAMES[day.month - 1][:3]} {day.year}",
-            f"{MONTH_NAMES[day.month - 1]} {day.day}, {day.year}"][style % 4]
+def date_text(day: date, style: int) -> str:
+    """One of the four date forms tickets print."""
+    month = MONTHS[day.month - 1]
+    return (day.isoformat(), day.strftime("%m/%d/%Y"), f"{day.day} {month[:3]} {day.year}",
+            f"{month} {day.day}, {day.year}")[style % 4]
 
 
-def layout_lines(ticket: Ticket, layout: int, rng: random.Random) -> tuple[list[tuple[str, str]], dict[str, Any]]:
-    """(label, value) rows for a layout, and the truth extraction should give."""
-    metric = layout == 3
-    if metric:
-        gross_kg = round(ticket.gross_lb * KG_PER_LB)
-        tare_kg = round(ticket.tare_lb * KG_PER_LB)
+def _time_text(ticket: Ticket, twelve_hour: bool) -> str:
+    if not twelve_hour:
+        return f"{ticket.hour:02d}:{ticket.minute:02d}"
+    hour = ticket.hour % 12 or 12
+    return f"{hour}:{ticket.minute:02d} {'PM' if ticket.hour >= 12 else 'AM'}"
+
+
+def ticket_values(ticket: Ticket, layout: Layout, rng: random.Random) -> tuple[dict[str, str], dict[str, Any]]:
+    """The printed value of every field, and the truth extraction should give for them."""
+    if layout.weight_unit == "kg":
+        gross_kg = round(convert_weight(ticket.gross_lb, "lb", "kg"))
+        tare_kg = round(convert_weight(ticket.tare_lb, "lb", "kg"))
         net_kg = gross_kg - tare_kg
-        gross_lb, tare_lb, net_lb = (round(kg / KG_PER_LB) for kg in (gross_kg, tare_kg, net_kg))
-        weights = [("Gross", f"{gross_kg:,} kg"), ("Tare", f"{tare_kg:,} kg"), ("Net", f"{net_kg:,} kg")]
+        net_tonnes = round(net_kg / 1000, 2)
+        weights = {"gross_lb": f"{gross_kg:,} kg", "tare_lb": f"{tare_kg:,} kg", "net_lb": f"{net_kg:,} kg",
+                   "net_tons": f"{net_tonnes:.2f} t"}
+        gross_lb, tare_lb, net_lb = (round(convert_weight(kg, "kg", "lb")) for kg in (gross_kg, tare_kg, net_kg))
+        net_tons = round(convert_weight(net_tonnes, "t", "ton"), 2)
     else:
-        gross_lb, tare_lb, net_lb = ticket.gross_lb, ticket.tare_lb, ticket.net_lb
-        unit = ["lb", "lbs", "lb"][layout % 3]
-        names = [("Gross Weight", "Tare Weight", "Net Weight"), ("Gross", "Tare", "Net"),
-                 ("Gross Wt", "Tare Wt", "Net Wt")][layout % 3]
-        weights = [(names[0], f"{gross_lb:,} {unit}"), (names[1], f"{tare_lb:,} {unit}"), (names[2], f"{net_lb:,} {unit}")]
-    tons = round(net_lb / 2000.0, 2)
-    labels = [
-        ("Ticket No.", "Ticket #", "Scale Ticket", "Ticket No.")[layout % 4],
-        "Date",
-        ("Time", "Time In", "Time", "Time In")[layout % 4],
-        ("Truck", "Truck No.", "Vehicle", "Truck")[layout % 4],
-        ("Carrier", "Hauler", "Carrier", "Hauler")[layout % 4],
-        ("Job", "Job No.", "Project", "Job")[layout % 4],
-        ("Material", "Product", "Material", "Product")[layout % 4],
-    ]
-    values = [ticket.ticket_number, _date_text(ticket.day, rng.randrange(4)), ticket.time, ticket.truck,
-              ticket.carrier, ticket.job, ticket.material]
-    rows = list(zip(labels, values)) + weights + [(("Net Tons", "Tons", "Net Tons", "Net Tons")[layout % 4], f"{tons:.2f}")]
-    truth = {"ticket_number": ticket.ticket_number, "date": ticket.day.isoformat(), "time": ticket.time,
-             "truck": ticket.truck, "carrier": ticket.carrier, "job": ticket.job, "material": ticket.material,
-             "gross_lb": gross_lb, "tare_lb": tare_lb, "net_lb": net_lb, "net_tons": tons}
-    return rows, truth
+        gross_lb, tare_lb = ticket.gross_lb, ticket.tare_lb
+        net_lb = gross_lb - tare_lb
+        net_tons = round(net_lb / 2000, 2)
+        unit = layout.weight_unit
+        weights = {"gross_lb": f"{gross_lb:,} {unit}", "tare_lb": f"{tare_lb:,} {unit}",
+                   "net_lb": f"{net_lb:,} {unit}", "net_tons": f"{net_tons:.2f}"}
+    printed = {
+        "ticket_number": ticket.ticket_number, "date": date_text(ticket.day, rng.randrange(4)),
+        "time": _time_text(ticket, layout.twelve_hour), "truck": ticket.truck, "carrier": ticket.carrier,
+        "job": ticket.job, "material": ticket.material, **weights,
+    }
+    truth = {
+        "ticket_number": ticket.ticket_number, "date": ticket.day.isoformat(),
+        "time": f"{ticket.hour:02d}:{ticket.minute:02d}", "truck": ticket.truck, "carrier": ticket.carrier,
+        "job": ticket.job, "material": ticket.material, "gross_lb": gross_lb, "tare_lb": tare_lb, "net_lb": net_lb,
+        "net_tons": net_tons,
+    }
+    return printed, truth
 
 
-def draw_ticket(ticket: Ticket, layout: int, rng: random.Random, noisy: bool) -> tuple[Image.Image, dict[str, Any]]:
-    rows, truth = layout_lines(ticket, layout, rng)
+def _label(layout: Layout, name: str) -> str:
+    label = layout.labels[name]
+    return label.upper() if layout.upper_labels else label
+
+
+def _draw_header(draw: ImageDraw.ImageDraw, rng: random.Random, layout: Layout) -> None:
+    company = rng.choice(COMPANIES)
+    draw.text((120, 70), company.upper(), font=_font("DejaVuSans-Bold.ttf", 62), fill=0)
+    address = f"{rng.randrange(100, 9999)} Quarry Road, Certified Public Scale No. {rng.randrange(1, 9)}"
+    draw.text((120, 160), address, font=_font(layout.font, 32), fill=50)
+    draw.line((120, 225, PAGE_SIZE[0] - 120, 225), fill=0, width=4)
+
+
+def _draw_fields(draw: ImageDraw.ImageDraw, layout: Layout, printed: dict[str, str]) -> int:
+    """Draws the fields; returns the y below the last one."""
+    normal = _font(layout.font, 44)
+    top = 275
+    if layout.style == "columns":
+        for row, name in enumerate(FIELDS):
+            draw.text((160, top + row * 100), _label(layout, name), font=normal, fill=0)
+            draw.text((880, top + row * 100), printed[name], font=normal, fill=0)
+        return top + len(FIELDS) * 100
+    if layout.style == "stacked":
+        small = _font(layout.font, 32)
+        for index, name in enumerate(FIELDS):
+            x, y = 160 + (index % 2) * 1150, top + (index // 2) * 190
+            draw.text((x, y), _label(layout, name), font=small, fill=60)
+            draw.text((x, y + 52), printed[name], font=normal, fill=0)
+        return top + (len(FIELDS) + 1) // 2 * 190
+    partners = dict(layout.same_line)
+    skipped = set(partners.values())
+    row = 0
+    for name in FIELDS:
+        if name in skipped:
+            continue
+        y = top + row * 92
+        draw.text((160, y), f"{_label(layout, name)}: {printed[name]}", font=normal, fill=0)
+        if name in partners:
+            other = partners[name]
+            draw.text((1350, y), f"{_label(layout, other)}: {printed[other]}", font=normal, fill=0)
+        row += 1
+    return top + row * 92
+
+
+def _scan_noise(image: Image.Image, rng: random.Random) -> Image.Image:
+    """Speckles, mostly a slight rotation and a mild blur: a sheet through a tired scanner."""
+    draw = ImageDraw.Draw(image)
+    for _ in range(rng.randrange(600, 1200)):
+        x, y = rng.randrange(PAGE_SIZE[0]), rng.randrange(PAGE_SIZE[1])
+        draw.point((x, y), fill=rng.randrange(0, 160))
+    for _ in range(rng.randrange(10, 40)):  # a few specks of dust
+        x, y = rng.randrange(PAGE_SIZE[0]), rng.randrange(PAGE_SIZE[1])
+        draw.rectangle((x, y, x + 1, y + 1), fill=rng.randrange(40, 160))
+    if rng.random() < 0.8:
+        image = image.rotate(rng.uniform(-1.5, 1.5), resample=Image.Resampling.BICUBIC, fillcolor=255)
+    if rng.random() < 0.7:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 0.8)))
+    return image
+
+
+def draw_ticket(ticket: Ticket, layout: Layout, rng: random.Random, noisy: bool) -> tuple[Image.Image, dict[str, Any]]:
+    """One ticket page as a grayscale 300-DPI image, and its truth."""
+    printed, truth = ticket_values(ticket, layout, rng)
     image = Image.new("L", PAGE_SIZE, 255)
     draw = ImageDraw.Draw(image)
-    big, normal = _font(64), _font(44)
-    company = rng.choice(COMPANIES)
-    draw.text((120, 80), company.upper(), font=big, fill=0)
-    draw.text((120, 170), f"{rng.randrange(100, 9999)} Quarry Road · Weighmaster Certificate", font=_font(34), fill=40)
-    draw.line((120, 240, PAGE_SIZE[0] - 120, 240), fill=0, width=4)
-    top = 300
-    if layout in (0, 3):  # one "Label: value" per line
-        for row, (label, value) in enumerate(rows):
-            draw.text((160, top + row * 104), f"{label}: {value}", font=normal, fill=0)
-    elif layout == 1:  # two columns: labels left, values right
-        for row, (label, value) in enumerate(rows):
-            y = top + row * 104
-            draw.text((160, y), label, font=normal, fill=0)
-            draw.text((900, y), value, font=normal, fill=0)
-    else:  # values below their labels, two fields a row
-        for index, (label, value) in enumerate(rows):
-            column, row = index % 2, index // 2
-            x, y = 160 + column * 1150, top + row * 200
-            draw.text((x, y), label.upper(), font=_font(34), fill=60)
-            draw.text((x, y + 56), value, font=normal, fill=0)
+    _draw_header(draw, rng, layout)
+    bottom = _draw_fields(draw, layout, printed)
+    footer = f"Weighmaster: {rng.choice(WEIGHMASTERS)}        Driver signature ____________________"
+    draw.text((160, min(bottom + 40, PAGE_SIZE[1] - 110)), footer, font=_font(layout.font, 30), fill=40)
     if noisy:
-        for _ in range(900):
-            x, y = rng.randrange(PAGE_SIZE[0]), rng.randrange(PAGE_SIZE[1])
-            draw.point((x, y), fill=rng.randrange(0, 120))
-        image = image.rotate(rng.uniform(-1.5, 1.5), resample=Image.Resampling.BICUBIC, fillcolor=255)
-        image = image.filter(ImageFilter.GaussianBlur(0.6))
+        image = _scan_noise(image, rng)
     return image, truth
 
 
 def generate_sample(out_dir: Path, pages: int, seed: int = 0, broken: bool = True) -> SampleArchive:
-    """Write ``pages`` ticket pages as PDFs of 1–5 pages into ``out_dir/scans`` and the ground
-    truth into ``out_dir/truth.jsonl`` (beside the scans, so a run over the scans never reads it)."""
+    """Write ``pages`` ticket pages as PDFs of 1–5 pages into ``out_dir/scans`` and the ground truth
+    into ``out_dir/truth.jsonl`` (beside the scans, so that a run over the scans never reads it)."""
+    out_dir = Path(out_dir)
     rng = random.Random(seed)
     scans = out_dir / "scans"
     scans.mkdir(parents=True, exist_ok=True)
@@ -163,24 +270,26 @@ def generate_sample(out_dir: Path, pages: int, seed: int = 0, broken: bool = Tru
     remaining, number = pages, 0
     while remaining > 0:
         count = min(remaining, rng.randint(1, 5))
-        images = []
         name = f"tickets-{number:04d}.pdf"
+        images = []
         for page in range(count):
-            layout = rng.randrange(4)
-            noisy = rng.random() < 0.35
+            layout = rng.choice(LAYOUTS)
+            noisy = rng.random() < NOISY_SHARE
             image, truth = draw_ticket(random_ticket(rng), layout, rng, noisy)
             images.append(image)
-            truth_rows.append({"document": name, "page": page + 1, "layout": layout, "clean": not noisy, "fields": truth})
+            truth_rows.append({"document": name, "page": page + 1, "layout": layout.name, "clean": not noisy,
+                               "fields": truth})
         path = scans / name
-        images[0].save(path, "PDF", save_all=True, append_images=images[1:], resolution=DPI, **FIXED_DATES)
+        images[0].save(path, "PDF", save_all=True, append_images=images[1:], resolution=DPI, quality=JPEG_QUALITY,
+                       **FIXED_DATES)
         documents.append(path)
         remaining -= count
         number += 1
     broken_path = None
     if broken:
         buffer = io.BytesIO()
-        image, _ = draw_ticket(random_ticket(rng), 0, rng, False)
-        image.save(buffer, "PDF", resolution=DPI, **FIXED_DATES)
+        image, _ = draw_ticket(random_ticket(rng), LAYOUTS[0], rng, False)
+        image.save(buffer, "PDF", resolution=DPI, quality=JPEG_QUALITY, **FIXED_DATES)
         broken_path = scans / "broken-truncated.pdf"
         broken_path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 3])
     truth_path = out_dir / "truth.jsonl"
