@@ -195,6 +195,6 @@ def command_export(args: argparse.Namespace, registry: Any) -> int:
             paths = write_outputs(ledger, out, report)
             written = [paths["results.jsonl"]] if args.format == "jsonl" else [paths["results.csv"], paths["review.csv"]]
     finally:
-        ledger.db.close()
+        ledger.close()
     logger.info("wrote {}", ", ".join(str(p) for p in written))
     return 0

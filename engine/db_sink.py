@@ -16,6 +16,7 @@ from typing import Any
 
 from engine import hookimpl
 from engine.errors import ConfigError
+from engine.ledger import LEDGER_NAME, Ledger
 from engine.records import PageResult
 
 BASE_COLUMNS = ("sha256", "page", "document", "status", "confidence", "issues", "error")
@@ -63,10 +64,9 @@ class SqliteSink:
     @hookimpl
     def pagemill_run_started(self, run: dict[str, Any]) -> None:
         out_dir = run.get("out_dir")
-        ledger_path = Path(out_dir) / "ledger.sqlite" if out_dir else None
+        ledger_path = Path(out_dir) / LEDGER_NAME if out_dir else None
         if ledger_path is None or not ledger_path.exists():
             return
-        from engine.ledger import Ledger
 
         have = set(self.db.execute("SELECT sha256, page FROM tickets"))
         ledger = Ledger(ledger_path)
@@ -75,7 +75,7 @@ class SqliteSink:
                 if (result.sha256, result.page) not in have:
                     self.write(result)
         finally:
-            ledger.db.close()
+            ledger.close()
         self.db.commit()
 
     @hookimpl

@@ -17,7 +17,7 @@ from loguru import logger
 
 from engine.config import EngineConfig
 from engine.errors import CriticalError
-from engine.ledger import Ledger
+from engine.ledger import LEDGER_NAME, Ledger
 from engine.pipeline import merge_fields, status_of
 from engine.records import STAGES, Document, PageResult, RunSummary
 from engine.registry import PluginRegistry
@@ -31,7 +31,6 @@ from engine.scheduler import (
 from engine.seen import SeenValues
 from engine.sinks import write_outputs
 
-LEDGER_NAME = "ledger.sqlite"
 
 
 def preflight(config: EngineConfig, registry: PluginRegistry) -> None:
