@@ -4,14 +4,19 @@ A template is a bundled name (``plugins/templates/NAME.toml``) or a path to a ``
 
     name = "truck_ticket"                # optional; the file's stem otherwise
     description = "..."                  # optional
+    date_order = "MDY"                   # optional: how 03/04/2025 reads: MDY (default), DMY or YMD
 
     [[field]]
     name = "gross_lb"                    # letters, digits and underscores
     labels = ["gross weight", "gross"]   # synonyms: case, spacing and OCR slips tolerated
+    weak_labels = ["scale ticket"]       # optional: words that may label the field but also head a
+                                         # page; taken only when nothing better is found, and only
+                                         # for a value that fills its place (not "1234 Quarry Road")
     type = "weight"                      # id, text, date, time, number, money or weight
     unit = "lb"                          # weight only: lb, kg, t (tonne) or ton (short ton)
     pattern = '...'                      # optional: a regex the value must match
     required = true                      # validation sends a page without it to review
+    date_order = "DMY"                   # date only: this field's own order
 
 Any other key, a field defined twice, a label given to two fields, a bad type, unit or regex is a
 :class:`engine.errors.ConfigError` naming the file, the field and the problem.
@@ -28,12 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
+from plugins.template_dates import DATE_ORDERS
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TYPES = ("id", "text", "date", "time", "number", "money", "weight")
 UNITS = ("lb", "kg", "t", "ton")
-TEMPLATE_KEYS = ("name", "description", "field")
-FIELD_KEYS = ("name", "labels", "type", "unit", "pattern", "required", "description")
+TEMPLATE_KEYS = ("name", "description", "date_order", "field")
+FIELD_KEYS = ("name", "labels", "weak_labels", "type", "unit", "pattern", "required", "date_order", "description")
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,8 @@ class FieldSpec:
     unit: str = "lb"
     pattern: str | None = None
     required: bool = False
+    weak_labels: tuple[str, ...] = ()
+    date_order: str = "MDY"
 
 
 @dataclass(frozen=True)
@@ -98,21 +106,37 @@ def _load(path: str, changed: int) -> Template:
     entries = data.get("field")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"template {path}: no [[field]] entries")
-    fields = [_field_spec(path, number, entry) for number, entry in enumerate(entries, start=1)]
+    date_order = _date_order(f"template {path}", data.get("date_order", "MDY"))
+    fields = [_field_spec(path, number, entry, date_order) for number, entry in enumerate(entries, start=1)]
     names: set[str] = set()
     owners: dict[str, str] = {}  # label, compacted → field
     for spec in fields:
         if spec.name in names:
             raise ConfigError(f"template {path}: field {spec.name!r} is defined twice")
         names.add(spec.name)
-        for label in spec.labels:
+        for label in (*spec.labels, *spec.weak_labels):
             key = re.sub(r"[^a-z0-9#]", "", label.lower())
             if owners.setdefault(key, spec.name) != spec.name:
                 raise ConfigError(f"template {path}: label {label!r} belongs to both {owners[key]!r} and {spec.name!r}")
     return Template(str(data.get("name") or Path(path).stem), path, tuple(fields))
 
 
-def _field_spec(path: str, number: int, entry: Any) -> FieldSpec:
+def _date_order(where: str, order: Any) -> str:
+    if order not in DATE_ORDERS:
+        raise ConfigError(f"{where}: date_order must be one of {', '.join(DATE_ORDERS)}, not {order!r}")
+    return str(order)
+
+
+def _labels(where: str, key: str, labels: Any) -> tuple[str, ...]:
+    if isinstance(labels, str):
+        labels = [labels]
+    if not isinstance(labels, list) or not all(
+            isinstance(label, str) and re.search(r"[A-Za-z0-9#]", label) for label in labels):
+        raise ConfigError(f"{where}: needs {key}, a list of strings with letters or digits")
+    return tuple(labels)
+
+
+def _field_spec(path: str, number: int, entry: Any, date_order: str = "MDY") -> FieldSpec:
     if not isinstance(entry, dict):
         raise ConfigError(f"template {path}: field {number} is not a table")
     name = entry.get("name")
@@ -122,11 +146,9 @@ def _field_spec(path: str, number: int, entry: Any) -> FieldSpec:
         raise ConfigError(f"{where}: unknown key {', '.join(unknown)} (known: {', '.join(FIELD_KEYS)})")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ConfigError(f"{where}: needs a name of letters, digits and underscores")
-    labels = entry.get("labels")
-    if isinstance(labels, str):
-        labels = [labels]
-    if not isinstance(labels, list) or not labels or not all(
-            isinstance(label, str) and re.search(r"[A-Za-z0-9#]", label) for label in labels):
+    labels = _labels(where, "labels", entry.get("labels", []))
+    weak_labels = _labels(where, "weak_labels", entry.get("weak_labels", []))
+    if not labels and not weak_labels:
         raise ConfigError(f"{where}: needs labels, a list of strings with letters or digits")
     kind = entry.get("type", "text")
     if kind not in TYPES:
@@ -147,4 +169,7 @@ def _field_spec(path: str, number: int, entry: Any) -> FieldSpec:
     required = entry.get("required", False)
     if not isinstance(required, bool):
         raise ConfigError(f"{where}: required must be true or false, not {required!r}")
-    return FieldSpec(name, tuple(labels), kind, unit, pattern, required)
+    if "date_order" in entry and kind != "date":
+        raise ConfigError(f"{where}: a date_order is for date fields, not {kind}")
+    order = _date_order(where, entry.get("date_order", date_order))
+    return FieldSpec(name, labels, kind, unit, pattern, required, weak_labels, order)

@@ -3,6 +3,8 @@
 - every required field of the template present (``missing_field``);
 - net = gross − tare within 1 % (``net_mismatch``), and net tons = net lb / 2000 within 1 %
   (``tons_mismatch``; half a hundredth more for the rounding of a printed ton);
+- gross not below tare (``negative_net``: a load cannot weigh less than its empty truck), and not
+  every weight zero (``zero_weight``: a scale that did not weigh);
 - a plausible date: not before 1990, not more than a day ahead (``implausible_date``);
 - no field read with a confidence below ``--review-below`` (``low_confidence``, one per field);
 - across the run, a ticket number seen on an earlier page (``duplicate_ticket``), checked in the
@@ -23,6 +25,7 @@ from plugins.template_extract import load_template
 EARLIEST = date(1990, 1, 1)
 TOLERANCE = 0.01  # 1 %
 TON_ROUNDING = 0.005  # a ton printed with two decimals
+WEIGHTS = ("gross_lb", "tare_lb", "net_lb", "net_tons")
 
 
 def _number(fields: dict[str, Field], name: str) -> float | None:
@@ -50,6 +53,20 @@ def _arithmetic(fields: dict[str, Field]) -> list[Issue]:
     return issues
 
 
+def _weights(fields: dict[str, Field]) -> list[Issue]:
+    issues = []
+    gross, tare = _number(fields, "gross_lb"), _number(fields, "tare_lb")
+    if gross is not None and tare is not None and gross < tare:
+        issues.append(Issue("negative_net", f"gross {gross:,g} lb is less than tare {tare:,g} lb "
+                                            f"(net would be {gross - tare:,g} lb)", field="gross_lb"))
+    weights = {name: _number(fields, name) for name in WEIGHTS}
+    present = {name: value for name, value in weights.items() if value is not None}
+    if present and all(value == 0 for value in present.values()):
+        shown = ", ".join(f"{name} {value:g}" for name, value in present.items())
+        issues.append(Issue("zero_weight", f"every weight is zero ({shown})", field=next(iter(present))))
+    return issues
+
+
 def _date_issue(fields: dict[str, Field], today: date) -> Issue | None:
     when = fields.get("date")
     if when is None:
@@ -70,6 +87,7 @@ def check_fields(fields: dict[str, Field], required: tuple[str, ...], review_bel
     """Every rule on one page's fields; ``today`` defaults to the local date."""
     issues = [Issue("missing_field", f"{name} not found", field=name) for name in required if name not in fields]
     issues += _arithmetic(fields)
+    issues += _weights(fields)
     date_issue = _date_issue(fields, today or date.today())
     if date_issue is not None:
         issues.append(date_issue)

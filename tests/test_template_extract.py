@@ -10,7 +10,7 @@ import pytest
 from engine.config import EngineConfig
 from engine.errors import ConfigError
 from engine.records import OcrResult, PageTask, Word
-from plugins.template_extract import extract_fields, find_labels, load_template, pagemill_extract
+from plugins.template_extract import BELOW, extract_fields, find_labels, load_template, pagemill_extract
 
 PAGE = PageTask(document="x.pdf", sha256="0" * 64, index=0, page_count=1)
 TICKET = load_template("truck_ticket")
@@ -97,7 +97,9 @@ def test_a_text_layer_without_word_positions() -> None:
     found = fields_of(OcrResult(text, tuple(text.splitlines()), (), 100.0, "text-layer"))
     assert {name: field.value for name, field in found.items()} == {
         "ticket_number": "558812", "date": "2026-03-04", "gross_lb": 72340}
-    assert all(field.confidence == 1.0 for field in found.values())
+    # nothing lowers a text layer's confidence but the values found on the line below their labels
+    assert found["gross_lb"].confidence == 1.0
+    assert found["ticket_number"].confidence == found["date"].confidence == BELOW
 
 
 def test_a_value_on_the_labels_line_beats_one_from_below() -> None:
@@ -197,7 +199,7 @@ pattern = '[A-D][0-9]'
      ("At: 14:05", "14:05"), ("At: 2:05 PM", "14:05"), ("At: 12:30 am", "00:30"), ("At: 07.45", "07:45"),
      ("At: 14h05", "14:05"), ("At: 1O:3O:15", "10:30"),
      ("Count: 17 items", 17), ("Count: 2.5", 2.5), ("Count: l,2O4", 1204),
-     ("Price: $1,234.5", 1234.5), ("Price: USD 99", 99.0), ("Price: 12,50", 12.5),
+     ("Price: $1,234.5", "1234.50"), ("Price: USD 99", "99.00"), ("Price: 12,50", "12.50"),
      ("PO: ref 4471-A", "4471-A"), ("P O number 4471-B", "4471-B"), ("PO: 447l-C", "4471-C"),
      ("Grade: mix B2 fine", "B2")],
 )

@@ -77,3 +77,24 @@ def test_duplicate_ticket_number_is_flagged_on_the_later_page() -> None:
     issues = pagemill_cross_check(second, seen, EngineConfig())
     assert codes(issues) == ["duplicate_ticket"] and "a.pdf page 1" in issues[0].message
     assert pagemill_cross_check(first, seen, EngineConfig()) == []  # the same page again is no duplicate
+
+
+def test_gross_below_tare_is_flagged_with_the_numbers() -> None:
+    swapped = dict(GOOD, gross_lb=31120, tare_lb=72340, net_lb=41220)  # net read as printed, unsigned
+    issues = check_fields(fields(**swapped), REQUIRED, 0.6, today=date(2026, 6, 1))
+    assert "negative_net" in codes(issues)
+    [negative] = [i for i in issues if i.code == "negative_net"]
+    assert "31,120" in negative.message and "72,340" in negative.message and "-41,220" in negative.message
+    even = dict(GOOD, gross_lb=31120, tare_lb=31120, net_lb=0, net_tons=0.0)  # an empty truck weighed twice
+    assert "negative_net" not in codes(check_fields(fields(**even), REQUIRED, 0.6, today=date(2026, 6, 1)))
+
+
+def test_all_zero_weights_are_flagged() -> None:
+    zero = dict(GOOD, gross_lb=0, tare_lb=0, net_lb=0, net_tons=0.0)
+    issues = check_fields(fields(**zero), REQUIRED, 0.6, today=date(2026, 6, 1))
+    assert codes(issues) == ["zero_weight"]
+    assert "gross_lb 0" in issues[0].message and "net_tons 0" in issues[0].message
+    partial = {k: v for k, v in zero.items() if k not in ("tare_lb", "net_tons")}
+    assert codes(check_fields(fields(**partial), ("ticket_number",), 0.6, today=date(2026, 6, 1))) == ["zero_weight"]
+    some = dict(GOOD, tare_lb=0, gross_lb=41220)  # a zero tare alone is not every weight zero
+    assert "zero_weight" not in codes(check_fields(fields(**some), REQUIRED, 0.6, today=date(2026, 6, 1)))
