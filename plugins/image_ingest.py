@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Any, Iterator
+from typing import Any
 
 from loguru import logger
 from PIL import Image, ImageOps
@@ -106,24 +106,41 @@ def forward_warnings(caught: list[warnings.WarningMessage], source: str) -> None
 
 
 # ------------------------------------------------------------------ image files
-def _frames(image: Image.Image) -> Iterator[int]:
-    count = getattr(image, "n_frames", 1) or 1
-    yield from range(count)
+def _count_frames(image: Image.Image, max_image_pixels: int) -> tuple[int, str | None]:
+    """(frames found, why the next one cannot be read or None), walking the frames' headers.
+
+    Frames are found one after the other (a TIFF chains each frame's directory to the next), so
+    a file cut short loses the frame where the chain breaks and every frame after it; the count
+    the file would have had cannot be known.
+    """
+    index = 0
+    while True:
+        try:
+            if index:
+                image.seek(index)
+        except EOFError:
+            return index, None
+        except (Image.DecompressionBombError, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken frame directory: the frames before it stand
+            return index, _one_line(exc)
+        check_pixels(*image.size, max_image_pixels, f"image frame {index + 1}")
+        index += 1
 
 
 def ingest_image_file(document: Document, max_image_pixels: int) -> list[PageTask]:
-    """One page task per frame, after checking every frame's size (header only)."""
+    """One page task per frame, after checking every frame's size (header only).
+
+    A frame that cannot be found (the file is cut short or its frame chain is damaged) is a page
+    too, after the frames that read: its load fails on its own, naming the frame.
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             with Image.open(document.path) as image:
                 if image.format not in IMAGE_FORMATS:
                     raise CorruptDocumentError(f"an image Pillow reads as {image.format}, not PNG, JPEG or TIFF")
-                count = 0
-                for index in _frames(image):
-                    image.seek(index)
-                    check_pixels(*image.size, max_image_pixels, f"image frame {index + 1}")
-                    count += 1
+                count, broken = _count_frames(image, max_image_pixels)
         except (PageTooLargeError, CorruptDocumentError):
             raise
         except Image.DecompressionBombError as exc:
@@ -135,6 +152,10 @@ def ingest_image_file(document: Document, max_image_pixels: int) -> list[PageTas
     forward_warnings(caught, "pillow")
     if count == 0:
         raise CorruptDocumentError("an image file with no frame")
+    if broken is not None:
+        logger.debug("{}: frame {} cannot be found ({}); {} frame(s) before it are read",
+                     document.path, count + 1, broken, count)
+        count += 1  # the broken frame is a page that fails alone
     return [PageTask(document.path, document.sha256, index, count, "image", document.priority) for index in range(count)]
 
 
@@ -144,11 +165,11 @@ def load_image_frame(page: PageTask, max_image_pixels: int) -> PageContent:
         warnings.simplefilter("always")
         try:
             with Image.open(page.document) as image:
-                image.seek(page.index)
+                _seek_frame(image, page)
                 check_pixels(*image.size, max_image_pixels, "image")
                 image.load()
                 frame = ocr_ready(ImageOps.exif_transpose(image))
-        except PageTooLargeError:
+        except (PageTooLargeError, CorruptDocumentError):
             raise
         except Image.DecompressionBombError as exc:
             raise bomb_error(exc, max_image_pixels, "image") from None
@@ -158,6 +179,18 @@ def load_image_frame(page: PageTask, max_image_pixels: int) -> PageContent:
             raise CorruptDocumentError(f"cannot read frame {page.number}: {_one_line(exc)}") from None
     forward_warnings(caught, "pillow")
     return PageContent(image=frame, source="image-file", dpi=_dpi_of(frame))
+
+
+def _seek_frame(image: Image.Image, page: PageTask) -> None:
+    try:
+        image.seek(page.index)
+    except (Image.DecompressionBombError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the frame's directory is missing or broken
+        raise CorruptDocumentError(
+            f"frame {page.number} cannot be found, the file is cut short or damaged there ({_one_line(exc)}); "
+            f"frames after it, if any, are lost with it"
+        ) from None
 
 
 def _dpi_of(image: Image.Image) -> float | None:

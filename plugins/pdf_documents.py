@@ -14,7 +14,9 @@ so no file offset is shared between processes either.
 Threads. pdfium is not thread-safe (not even across documents): every pdfium call holds
 :data:`pdfium_lock`. A pypdf reader is used under its document's ``lock``.
 
-Logs. pypdf's log records and warnings go to the debug log (loguru), never to stderr.
+Logs. While pagemill calls pypdf (inside :func:`quiet`), pypdf's warnings go to the debug log
+(loguru) instead of stderr. Nothing is set on import: the ``pypdf`` logger of a program that embeds
+pagemill keeps its level, handlers and propagation, and its own pypdf calls log as they always did.
 """
 
 from __future__ import annotations
@@ -51,32 +53,44 @@ _TRANSIENT_READ_ERRNOS = frozenset({errno.EAGAIN, errno.EBUSY, errno.ENOMEM, err
 
 
 class _LoguruBridge(logging.Handler):
-    """pypdf logs through ``logging``; its records become loguru debug messages."""
+    """pypdf's log records of one thread become loguru debug messages.
+
+    Being a handler of the ``pypdf`` logger, it also keeps Python's last-resort handler from
+    printing them to stderr when the program has no logging set up; records still propagate to
+    the handlers a program set up itself.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.thread = threading.get_ident()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self.thread:
+            return
         try:
             logger.debug("pypdf: {}", record.getMessage())
         except Exception:  # noqa: BLE001 - a log record must never break a page
             pass
 
 
-def _route_pypdf_logs() -> None:
-    pypdf_logger = logging.getLogger("pypdf")
-    if not any(isinstance(handler, _LoguruBridge) for handler in pypdf_logger.handlers):
-        pypdf_logger.addHandler(_LoguruBridge())
-    pypdf_logger.propagate = False
-    pypdf_logger.setLevel(logging.WARNING)
-
-
-_route_pypdf_logs()
+_bridged = threading.local()
 
 
 @contextlib.contextmanager
 def quiet(source: str = "pypdf") -> Iterator[None]:
-    """Warnings raised inside go to the debug log instead of stderr."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
+    """Warnings raised inside, and pypdf's log records, go to the debug log instead of stderr."""
+    bridge = None
+    if not getattr(_bridged, "active", False):
+        bridge, _bridged.active = _LoguruBridge(), True
+        logging.getLogger("pypdf").addHandler(bridge)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        if bridge is not None:
+            logging.getLogger("pypdf").removeHandler(bridge)
+            _bridged.active = False
     for warning in caught:
         logger.debug("{}: {}", source, warning.message)
 

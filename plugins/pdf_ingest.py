@@ -3,10 +3,11 @@
 - ``pagemill_ingest`` finds what a file is by its first bytes (never its name), opens it (with
   ``--password`` when it is encrypted), counts its pages and marks those with a usable text layer.
 - ``pagemill_load_page`` gives the OCR stage what it reads: the text layer (OCR is then skipped
-  unless ``--force-ocr``); else a scan's one full-page image, taken out as it is stored and turned
-  upright (:mod:`plugins.pdf_scan`); else the page rendered by pdfium at ``--dpi``. The page of an
-  image file is its frame (:mod:`plugins.image_ingest`). Open documents are cached per worker
-  (:mod:`plugins.pdf_documents`).
+  unless ``--force-ocr``), unless the page is a scan whose only visible text is a few characters
+  such as a scanner's stamp (:mod:`plugins.pdf_layout`); else a scan's one full-page image, taken
+  out as it is stored and turned upright (:mod:`plugins.pdf_scan`); else the page rendered by
+  pdfium at ``--dpi``. The page of an image file is its frame (:mod:`plugins.image_ingest`). Open
+  documents are cached per worker (:mod:`plugins.pdf_documents`).
 
 Files that are neither. A file that is neither a PDF nor a PNG, JPEG or TIFF image raises
 :class:`UnsupportedDocumentError` here instead of returning ``None``: the engine has no other ingest
@@ -59,9 +60,9 @@ from plugins.image_ingest import (
     sniff,
 )
 from plugins.pdf_documents import OpenPdf, one_line, open_pdf, quiet
-from plugins.pdf_scan import check_page_images, content_bytes, find_scan, scan_image
+from plugins.pdf_layout import MIN_TEXT_CHARS, content_bytes, page_layout, pdfium_layout
+from plugins.pdf_scan import check_page_images, find_scan, image_xobjects, scan_image
 
-MIN_TEXT_CHARS = 20  # printable, non-space characters that make a text layer usable
 TEXT_PROBE_SECONDS = 30.0
 MAX_TEXT_CONTENT_BYTES = 4 * 1024 * 1024
 MAX_FONT_SEARCH_DEPTH = 8
@@ -137,7 +138,7 @@ def _ingest_with_pdfium(document: Document, doc: OpenPdf, reason: str, deadline:
         if count * MIN_BYTES_PER_PAGE > len(doc.data):  # pdfium believes a page tree's /Count
             raise CorruptDocumentError(f"{reason}; pdfium counts {count:,} pages in {len(doc.data):,} bytes")
         flags = [time.monotonic() > deadline or _pdfium_text(doc, index) is not None for index in range(count)]
-    logger.warning("{}: {}; its {} page(s) are read with pdfium", document.path, reason, count)
+    logger.debug("{}: {}; its {} page(s) are read with pdfium", document.path, reason, count)
     return [PageTask(document.path, document.sha256, index, count, "pdf", document.priority, flag)
             for index, flag in enumerate(flags)]
 
@@ -150,7 +151,7 @@ def _probe_text(reader: Any, index: int, deadline: float) -> bool:
             return False
         if time.monotonic() > deadline or not _short_content(page):
             return True  # unsure: load decides, falling back to an image when the text is not usable
-        return _pypdf_text(page) is not None
+        return not _looks_scanned(page, reader) and _pypdf_text(page) is not None
     except (PagemillError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - a page pypdf cannot read is rendered
@@ -175,6 +176,21 @@ def _has_fonts(resources: Any, depth: int = 0) -> bool:
         if isinstance(xobject, dict) and xobject.get("/Subtype") == "/Form" and _has_fonts(xobject.get("/Resources"), depth + 1):
             return True
     return False
+
+
+def _looks_scanned(page: Any, reader: Any) -> bool:
+    """A page mostly covered by images whose text is a stamp, not an OCR layer or a text page."""
+    try:
+        if next(image_xobjects(page.get("/Resources")), None) is None:
+            return False  # no image at all: no layout to measure
+        with quiet():
+            layout = page_layout(page, reader)
+    except (PagemillError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - an unmeasurable page keeps its text layer
+        logger.debug("page layout not measured: {}", one_line(exc))
+        return False
+    return layout is not None and layout.is_scan()
 
 
 def usable(text: str | None) -> str | None:
@@ -203,7 +219,8 @@ def _pdfium_text(doc: OpenPdf, index: int) -> str | None:
         try:
             textpage = page.get_textpage()
             try:
-                return usable(textpage.get_text_range())
+                text = usable(textpage.get_text_range())
+                return None if text is None or pdfium_layout(page, textpage).is_scan() else text
             finally:
                 textpage.close()
         finally:
@@ -226,9 +243,9 @@ def pagemill_load_page(page: PageTask, config: Any) -> PageContent | None:
         return None
     doc = open_pdf(page.document, page.sha256, config.password)
     with doc.lock:
-        pdf_page, reader = _pypdf_page(doc, page)
+        pdf_page, reader, problem = _pypdf_page(doc, page)
         if page.has_text_layer and not config.force_ocr:
-            text = _text_of(doc, page, pdf_page)
+            text = _text_of(doc, page, pdf_page, reader)
             if text is not None:
                 return PageContent(text=text, source="text-layer")
         if pdf_page is not None:
@@ -236,28 +253,35 @@ def pagemill_load_page(page: PageTask, config: Any) -> PageContent | None:
             content = _embedded_scan(pdf_page, reader, page, config)
             if content is not None:
                 return content
-    return PageContent(image=render_page(doc, page.index, config), source="rendered", dpi=float(config.dpi))
+    try:
+        image = render_page(doc, page.index, config)
+    except CorruptDocumentError as exc:
+        if problem:  # the one line says why neither parser could read the page
+            damage = doc.damage()
+            raise CorruptDocumentError(f"{damage}{problem.removeprefix(damage)}; {str(exc).removeprefix(damage)}") from None
+        raise
+    return PageContent(image=image, source="rendered", dpi=float(config.dpi))
 
 
-def _pypdf_page(doc: OpenPdf, page: PageTask) -> tuple[Any, Any]:
-    """(pypdf page, reader), or (None, None) when pypdf cannot read it (pdfium then does)."""
+def _pypdf_page(doc: OpenPdf, page: PageTask) -> tuple[Any, Any, str]:
+    """(pypdf page, reader, ""), or (None, None, why) when pypdf cannot read it (pdfium then does)."""
     try:
         reader = doc.reader()
     except EncryptedDocumentError:
         raise
-    except CorruptDocumentError:
-        return None, None
+    except CorruptDocumentError as exc:
+        return None, None, str(exc)
     try:
         with quiet():
             count = len(reader.pages)
             if page.index >= count:
                 raise CorruptDocumentError(f"page {page.number} is not in the file (it has {count} pages)")
-            return reader.pages[page.index], reader
+            return reader.pages[page.index], reader, ""
     except (PagemillError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001
         logger.debug("{}: pypdf cannot read the page: {}", page.where(), one_line(exc))
-        return None, None
+        return None, None, f"pypdf cannot read the page: {one_line(exc)}"
 
 
 def _check_images(pdf_page: Any, config: Any) -> None:
@@ -270,11 +294,11 @@ def _check_images(pdf_page: Any, config: Any) -> None:
         logger.debug("images not checked: {}", one_line(exc))
 
 
-def _text_of(doc: OpenPdf, page: PageTask, pdf_page: Any) -> str | None:
+def _text_of(doc: OpenPdf, page: PageTask, pdf_page: Any, reader: Any) -> str | None:
     if pdf_page is not None:
         try:
             if _short_content(pdf_page):
-                return _pypdf_text(pdf_page)
+                return None if _looks_scanned(pdf_page, reader) else _pypdf_text(pdf_page)
         except (PagemillError, MemoryError):
             raise
         except Exception as exc:  # noqa: BLE001 - pdfium gets its turn

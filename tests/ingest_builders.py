@@ -123,3 +123,40 @@ def ingest_and_load(path: Path, **config_values: object) -> tuple[list, list]:
     config = EngineConfig(**config_values)
     tasks = ingest.pagemill_ingest(document(path), config)
     return tasks, [ingest.pagemill_load_page(task, config) for task in tasks]
+
+
+IDENTITY_TO_UNICODE = (
+    b"/CIDInit /ProcSet findresource begin\n12 dict begin\nbegincmap\n"
+    b"/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n"
+    b"/CMapName /Adobe-Identity-UCS def\n/CMapType 2 def\n"
+    b"1 begincodespacerange\n<0000> <FFFF>\nendcodespacerange\n"
+    b"1 beginbfrange\n<0000> <FFFF> <0000>\nendbfrange\n"
+    b"endcmap\nCMapName currentdict /CMap defineresource pop\nend\nend\n"
+)
+
+
+def ocr_layer_scan_pdf(image: Image.Image, lines: list[str], jpeg: bool = True) -> bytes:
+    """A scan with an OCR text layer as OCRmyPDF grafts it: a form XObject drawn before the image,
+    holding invisible text (render mode 3) in a two-byte glyphless font (Identity-H, ToUnicode)."""
+    width, height = image.size
+    text = b"".join(
+        b"BT 3 Tr /f-0-0 10 Tf 1 0 0 1 40 %d Tm <%s> Tj ET\n" % (height - 60 - 20 * row, line.encode("utf-16-be").hex().encode())
+        for row, line in enumerate(lines)
+    )
+    font_resources = b"/Font << /f-0-0 6 0 R >>"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Contents 4 0 R "
+        b"/Resources << /XObject << /Im0 5 0 R /OCR-a1b2 7 0 R >> %s >> >>" % (width, height, font_resources),
+        stream(b"", b"q 1 0 0 1 0 0 cm /OCR-a1b2 Do Q\nq %d 0 0 %d 0 0 cm /Im0 Do Q\n" % (width, height)),
+        image_stream(image, jpeg),
+        b"<< /Type /Font /Subtype /Type0 /BaseFont /GlyphLessFont /Encoding /Identity-H "
+        b"/DescendantFonts [8 0 R] /ToUnicode 9 0 R >>",
+        stream(b"/Type /XObject /Subtype /Form /FormType 1 /BBox [0 0 %d %d] /Resources << %s >>"
+               % (width, height, font_resources), text),
+        b"<< /Type /Font /Subtype /CIDFontType2 /BaseFont /GlyphLessFont /DW 500 /CIDToGIDMap /Identity "
+        b"/CIDSystemInfo << /Registry (Adobe) /Ordering (Identity) /Supplement 0 >> >>",
+        stream(b"", IDENTITY_TO_UNICODE),
+    ]
+    return raw_pdf(objects)

@@ -96,3 +96,25 @@ def bomb_png(path: Path, width: int, height: int) -> Path:
     """A PNG whose header claims a huge size (tiny on disk: one colour compresses to nothing)."""
     Image.new("1", (width, height), 1).save(path, "PNG")
     return path
+
+
+def stamped_scan_pdf(path: Path, image: Image.Image, stamp: str, font_size: float = 7,
+                     page_size: tuple[float, float] = (612, 792), text_lines: list[str] | None = None) -> Path:
+    """A scan filling the page with a line of visible text over it (a scanner's stamp); with
+    ``text_lines``, the image is a background under lines of real text as well."""
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    buffer.seek(0)
+    pdf = canvas.Canvas(str(path), pagesize=page_size)
+    pdf.drawImage(ImageReader(buffer), 0, 0, width=page_size[0], height=page_size[1])
+    pdf.setFont("Helvetica", font_size)
+    pdf.drawString(12, 8, stamp)
+    pdf.setFont("Helvetica", 11)
+    for row, line in enumerate(text_lines or []):
+        pdf.drawString(72, page_size[1] - 90 - 16 * row, line)
+    pdf.showPage()
+    pdf.save()
+    return path

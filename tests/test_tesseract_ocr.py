@@ -77,12 +77,96 @@ def test_a_blank_page_has_no_words(tesseract_available) -> None:
     assert result.words == () and result.text == "" and result.mean_confidence == 0.0
 
 
-def test_tesseract_threading_is_forced_off_even_when_set() -> None:
-    env = dict(os.environ, OMP_THREAD_LIMIT="4")
-    code = "import os, plugins.tesseract_ocr; print(os.environ['OMP_THREAD_LIMIT'])"
+TSV_HEADER = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext"
+
+
+def fake_tesseract(folder: Path, body: str) -> str:
+    """An executable standing in for tesseract: a shell script with ``body``."""
+    script = folder / "tesseract"
+    script.write_text("#!/bin/sh\n" + body + "\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_importing_leaves_the_environment_alone() -> None:
+    env = {key: value for key, value in os.environ.items() if key != "OMP_THREAD_LIMIT"}
+    code = "import os, plugins.tesseract_ocr; print(os.environ.get('OMP_THREAD_LIMIT', 'unset'))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
-    assert out.stdout.strip() == "1"
+    assert out.stdout.strip() == "unset"
+
+
+def test_tesseract_runs_single_threaded_even_when_the_host_says_otherwise(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("OMP_THREAD_LIMIT", "4")
+    monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", fake_tesseract(
+        tmp_path, f'echo "$OMP_THREAD_LIMIT" > {tmp_path}/omp; cat > {tmp_path}/input; printf "{TSV_HEADER}\\n"'))
+    result = tesseract_ocr.ocr_image(text_image())
+    assert result.words == () and (tmp_path / "omp").read_text().strip() == "1"
+    assert os.environ["OMP_THREAD_LIMIT"] == "4"
+    assert Image.open(tmp_path / "input").size == (1100, 300)  # the image came on its standard input
+
+
+def test_tesseract_failures_keep_their_status_and_message(tmp_path, monkeypatch) -> None:
+    classify = tesseract_ocr.pagemill_classify_error
+    monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", fake_tesseract(
+        tmp_path, "cat > /dev/null; echo 'Error opening data file /x/eng.traineddata' >&2; exit 1"))
+    with pytest.raises(pytesseract.TesseractError) as failed:
+        tesseract_ocr.ocr_image(text_image())
+    assert failed.value.status == 1 and "eng.traineddata" in failed.value.message
+    assert classify(failed.value, "ocr", PAGE) == "critical"
+    monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", fake_tesseract(tmp_path, "kill -9 $$"))
+    with pytest.raises(pytesseract.TesseractError) as killed:
+        tesseract_ocr.ocr_image(text_image())
+    assert killed.value.status == -9 and classify(killed.value, "ocr", PAGE) == "transient"
+    monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", str(tmp_path / "missing"))
+    with pytest.raises(pytesseract.TesseractNotFoundError):
+        tesseract_ocr.ocr_image(text_image())
+
+
+def _gone(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_worker_killed_mid_ocr_leaves_no_tesseract_and_no_file(tmp_path) -> None:
+    import signal
+    import time
+
+    private_tmp, marks = tmp_path / "tmp", tmp_path / "marks"
+    private_tmp.mkdir()
+    marks.mkdir()
+    command = fake_tesseract(marks, f"echo $$ > {marks}/pid.tmp; mv {marks}/pid.tmp {marks}/pid; exec sleep 60")
+    code = (
+        "import pytesseract, plugins.tesseract_ocr as ocr\n"
+        f"pytesseract.pytesseract.tesseract_cmd = {command!r}\n"
+        "from PIL import Image\n"
+        "ocr.ocr_image(Image.new('L', (2550, 3300), 255))\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                              env=dict(os.environ, TMPDIR=str(private_tmp)))
+    try:
+        deadline = time.monotonic() + 20
+        while not (marks / "pid").exists() and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.02)
+        tesseract_pid = int((marks / "pid").read_text())
+        os.kill(worker.pid, signal.SIGKILL)  # as the pool ends a worker past its page deadline
+        worker.wait(10)
+        deadline = time.monotonic() + 5
+        while not _gone(tesseract_pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        alive = not _gone(tesseract_pid)
+        if alive:
+            os.kill(tesseract_pid, signal.SIGKILL)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert not alive, "tesseract outlived the worker that started it"
+    assert list(private_tmp.iterdir()) == []
 
 
 def test_preflight_names_the_missing_language(tesseract_available) -> None:
