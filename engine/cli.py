@@ -7,15 +7,19 @@ Exit codes (DESIGN.md): 0 every page done, 1 some pages failed (partial), 2 bad 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from loguru import logger
 
 from engine import cli_options
-from engine.errors import ConfigError, CriticalError, PagemillError
+from engine.config import NEVER_STORED, ONE_SHOT, EngineConfig, read_sources
+from engine.discovery import PeekedLines
+from engine.errors import ConfigError, PagemillError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_CRITICAL, EXIT_CANCELLED = 0, 1, 2, 3, 130
 
@@ -30,47 +34,67 @@ def configure_logging(verbosity: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    level = cli_options.verbosity(argv)
+    configure_logging(level)  # before plugins load: their log lines obey -v/-q too
+    _find_modules_in_cwd()
     try:
-        parser, registry = cli_options.build_parser(argv)
-        args = parser.parse_args(argv)
-    except PagemillError as exc:
-        configure_logging(0)
-        logger.error("{}", exc)
-        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_CRITICAL
-    configure_logging(args.verbose - args.quiet)
-    if not getattr(args, "command", None):
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    try:
-        return int(args.handler(args, registry) or 0)
-    except ConfigError as exc:
-        logger.error("{}", exc)
-        return EXIT_USAGE
-    except CriticalError as exc:
-        logger.error("{}", exc)
-        return EXIT_CRITICAL
-    except PagemillError as exc:
-        logger.error("{}", exc)
-        return EXIT_CRITICAL
+        return _main(argv)
     except KeyboardInterrupt:
         logger.warning("cancelled")
         return EXIT_CANCELLED
+    except PagemillError as exc:
+        logger.error("{}", exc)
+        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_CRITICAL
+    except OSError as exc:
+        logger.error("{}", describe_os_error(exc))
+        return EXIT_USAGE if isinstance(exc, USAGE_OS_ERRORS) else EXIT_CRITICAL
+    except Exception as exc:  # noqa: BLE001 - never a traceback unless asked for
+        if level > 0:
+            logger.opt(exception=exc).error("internal error: {}: {}", type(exc).__name__, exc)
+        else:
+            logger.error("internal error: {}: {} (run with -v for the traceback)", type(exc).__name__, exc)
+        return EXIT_CRITICAL
+
+
+# a path of the wrong kind (a file where a folder is needed, a folder that is not there): usage
+USAGE_OS_ERRORS = (NotADirectoryError, IsADirectoryError, FileExistsError, FileNotFoundError)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the path(s): ``cannot use PATH: No such file or directory``."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    if not paths:
+        return f"{reason} ({type(exc).__name__})"
+    return f"cannot use {' → '.join(paths)}: {reason}"
+
+
+def _find_modules_in_cwd() -> None:
+    """``--plugin package.module`` finds modules of the current folder, as ``python -m`` does;
+    after the installed ones, so that a file in an archive folder never hides a library."""
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.append(cwd)
+
+
+def _main(argv: list[str]) -> int:
+    parser, registry = cli_options.build_parser(argv)
+    args = parser.parse_args(argv)
+    early = cli_options.early_options(argv)
+    args.verbose, args.quiet = early.verbose, early.quiet  # wherever they stood
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    return int(args.handler(args, registry) or 0)
 
 
 # ----------------------------------------------------------------------- run
 def command_run(args: argparse.Namespace, registry: Any, stored: dict[str, Any] | None = None) -> int:
     from engine.api import Engine
-    from engine.config import EngineConfig
     from engine.progress import ProgressDisplay
 
-    overrides = cli_options.config_overrides(args)
-    if stored is not None:
-        base = {k: v for k, v in stored.items() if v is not None and k != "inputs"}
-        base.update({k: v for k, v in overrides.items() if v is not None})
-        config = EngineConfig.from_mapping(base)
-    else:
-        config = EngineConfig.load(args.config, **overrides)
-    inputs = cli_options.inputs_by_priority(args, stored)
+    config = run_config(args, stored)
+    inputs = cli_options.inputs_by_priority(args, stored, config.priority)
     if not inputs:
         raise ConfigError("no input given: pagemill run INPUT... --out DIR")
     display = ProgressDisplay(enabled=not args.no_progress)
@@ -91,7 +115,7 @@ def command_run(args: argparse.Namespace, registry: Any, stored: dict[str, Any] 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     display.start()
     try:
-        with engine:
+        with stdin_checked(inputs), engine:
             for _ in engine.process(inputs):
                 pass
     finally:
@@ -101,7 +125,8 @@ def command_run(args: argparse.Namespace, registry: Any, stored: dict[str, Any] 
     summary = engine.last_summary
     if summary is None:
         return EXIT_CRITICAL
-    display.print_summary(summary)
+    if args.quiet <= 0:  # the summary is the result, shown with or without the progress display
+        display.console.print(display.render_summary(summary))
     if summary.status == "cancelled":
         logger.warning("cancelled; every finished page is kept. Resume with: pagemill resume {}", config.out_dir)
     elif summary.status == "critical":
@@ -109,6 +134,38 @@ def command_run(args: argparse.Namespace, registry: Any, stored: dict[str, Any] 
     if config.out_dir:
         logger.info("results in {}", config.out_dir)
     return summary.exit_code
+
+
+def run_config(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> EngineConfig:
+    """defaults < pagemill.toml < PAGEMILL_* < arguments. For a resume: the stored settings <
+    arguments, with pagemill.toml and PAGEMILL_* giving only what is never stored (the password);
+    the one-shot --fresh and --retry-failed apply only when given to the resume itself."""
+    overrides = cli_options.config_overrides(args)
+    specs = cli_options.plugin_option_specs(args)
+    if stored is None:
+        return EngineConfig.load(args.config, plugin_options=specs, **overrides)
+    base = {k: v for k, v in stored.items() if v is not None and k != "inputs" and k not in ONE_SHOT}
+    unstored = [{k: v for k, v in layer.items() if k in NEVER_STORED} for layer in read_sources(args.config)]
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return EngineConfig.from_layers([*unstored, base, given], specs)
+
+
+@contextmanager
+def stdin_checked(inputs: dict[str, list[str]]) -> Iterator[None]:
+    """With ``-`` among the inputs, stdin must list a path: an empty list is bad usage, found
+    before the run starts (its first line is read ahead and handed on with the rest)."""
+    if not any("-" in group for group in inputs.values()):
+        yield
+        return
+    original = sys.stdin
+    lines = PeekedLines(original)
+    if lines.empty():
+        raise ConfigError("no documents found in - (stdin lists no paths)")
+    sys.stdin = lines  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdin = original
 
 
 def _show(display: Any, progress: Any) -> None:

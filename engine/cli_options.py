@@ -1,11 +1,17 @@
 """The ``pagemill`` command line: sub-commands, options (ours and the plugins'), and how they
-become an EngineConfig."""
+become an EngineConfig.
+
+Plugins can add options, so the plugins are loaded before the parser is built: those named in
+pagemill.toml (or ``--config FILE``), in ``PAGEMILL_PLUGINS`` and by ``--plugin``, read from the
+command line by a first, tolerant pass (:func:`early_options`).
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Callable
 
+from engine.config import EngineConfig, OptionSpec, parse_bool, read_sources
 from engine.registry import PluginRegistry
 
 # option dest -> EngineConfig field, for the options that set the config
@@ -15,14 +21,43 @@ CONFIG_OPTIONS = (
     "max_worker_rss_mb", "min_free_memory_mb", "min_free_disk_mb", "fresh", "retry_failed", "executor",
     "scheduler_address",
 )
+# the commands whose options depend on the config sources (the others never read them)
+CONFIGURED_COMMANDS = ("run", "resume", "plugins")
+PLUGIN_SPECS = "plugin_option_specs"  # where the parser keeps the plugins' options for config_overrides
+
+
+def early_options(argv: list[str]) -> argparse.Namespace:
+    """-v/-q, --plugin, --config and the command, wherever they stand; everything else is left."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("-v", "--verbose", action="count", default=0)
+    early.add_argument("-q", "--quiet", action="count", default=0)
+    early.add_argument("--plugin", action="append", default=[])
+    early.add_argument("--config", default=None)
+    early.add_argument("command", nargs="?", default=None)
+    known, _ = early.parse_known_args(argv)
+    return known
+
+
+def verbosity(argv: list[str]) -> int:
+    """-v and -q as the log level wants them: 0 normal, above more, below 0 quiet."""
+    try:
+        known = early_options(argv)
+    except SystemExit:  # a malformed line: the real parser says why
+        return 0
+    return known.verbose - known.quiet
 
 
 def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, PluginRegistry]:
-    """The parser, with the options of every plugin (``--plugin`` is read first for that)."""
-    early = argparse.ArgumentParser(add_help=False)
-    early.add_argument("--plugin", action="append", default=[])
-    known, _ = early.parse_known_args(argv)
-    registry = PluginRegistry.for_run(known.plugin)
+    """The parser, with the options of every plugin (the plugins are loaded first for that)."""
+    early = early_options(argv)
+    sources = read_sources(early.config) if early.command in CONFIGURED_COMMANDS else [{}, {}]
+    refs = [*plugins_of(sources), *early.plugin]
+    load_entry_points = True
+    for layer in sources:
+        if "load_entry_points" in layer:
+            load_entry_points = EngineConfig.from_mapping({"load_entry_points": layer["load_entry_points"]}).load_entry_points
+    registry = PluginRegistry.for_run(refs, load_entry_points=load_entry_points)
+    out_configured = any(layer.get("out_dir") for layer in sources)
 
     parser = argparse.ArgumentParser(
         prog="pagemill",
@@ -38,7 +73,8 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, PluginRegist
 
     run = commands.add_parser("run", help="process files and folders into an output folder")
     run.add_argument("inputs", nargs="*", metavar="INPUT", help="files, folders (recursive), or - for paths on stdin")
-    run.add_argument("--out", required=True, metavar="DIR", help="output folder (its ledger makes runs resumable)")
+    run.add_argument("--out", required=not out_configured, metavar="DIR",
+                     help="output folder (its ledger makes runs resumable); default: out_dir of the config")
     for level in ("urgent", "high", "low"):
         run.add_argument(f"--{level}", action="append", default=[], metavar="INPUT", help=f"an input at priority {level}")
     _add_run_options(run, registry)
@@ -50,7 +86,19 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, PluginRegist
     resume.set_defaults(handler=cli.command_resume)
 
     cli_admin.add_commands(commands)
+    for command in commands.choices.values():  # -v/-q after the command too (counted by early_options)
+        command.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        command.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser, registry
+
+
+def plugins_of(sources: list[dict[str, Any]]) -> list[str]:
+    """The plugin refs the config sources name, in order, each once."""
+    refs: list[str] = []
+    for layer in sources:
+        if layer.get("plugins"):
+            refs.extend(ref for ref in EngineConfig.from_mapping({"plugins": layer["plugins"]}).plugins if ref not in refs)
+    return refs
 
 
 def _add_run_options(parser: argparse.ArgumentParser, registry: PluginRegistry, resume: bool = False) -> None:
@@ -62,7 +110,7 @@ def _add_run_options(parser: argparse.ArgumentParser, registry: PluginRegistry, 
                         help="also write each finished ticket to sqlite:///path.db as the run goes")
     workers = parser.add_argument_group("workers and scheduling")
     workers.add_argument("--workers", default=None, help="auto (1..CPUs, the default), N, or MIN:MAX")
-    workers.add_argument("--priority", default=None, choices=["urgent", "high", "normal", "low"], help="priority of the inputs")
+    workers.add_argument("--priority", default=None, choices=["urgent", "high", "normal", "low"], help="priority of the inputs (normal)")
     workers.add_argument("--page-timeout", type=float, default=None, metavar="S", help="seconds a page may take (300)")
     workers.add_argument("--grace", type=float, default=None, metavar="S", help="seconds pages in flight get on cancel (30)")
     workers.add_argument("--max-attempts", type=int, default=None, metavar="N", help="attempts per page for transient errors (3)")
@@ -75,7 +123,8 @@ def _add_run_options(parser: argparse.ArgumentParser, registry: PluginRegistry, 
     workers.add_argument("--scheduler", dest="scheduler_address", default=None, metavar="ADDRESS", help="tcp://HOST:8786 for --executor dask")
     if not resume:
         workers.add_argument("--fresh", action="store_true", default=None, help="redo every page, ignoring earlier runs in DIR")
-    workers.add_argument("--retry-failed", action="store_true", default=None, help="also redo pages that failed in earlier runs")
+    workers.add_argument("--retry-failed", action="store_true", default=None,
+                         help="also redo pages that failed in earlier runs (this time only)")
     stages = parser.add_argument_group("built-in stages")
     stages.add_argument("--dpi", type=int, default=None, help="render resolution for pages that are not plain scans (300)")
     stages.add_argument("--lang", default=None, help="tesseract language(s), e.g. eng or eng+deu (eng)")
@@ -87,35 +136,57 @@ def _add_run_options(parser: argparse.ArgumentParser, registry: PluginRegistry, 
     stages.add_argument("--max-image-pixels", type=int, default=None, metavar="N", help="refuse larger images and pages")
     for_plugins = parser.add_argument_group("plugin options")
     registry.hook.pagemill_add_options(parser=for_plugins)
+    parser.set_defaults(**{PLUGIN_SPECS: _take_plugin_defaults(for_plugins)})
+
+
+def _take_plugin_defaults(group: argparse._ArgumentGroup) -> dict[str, OptionSpec]:
+    """Each plugin option's default and string reader, taken off the parser: an option left unset
+    is None, so that pagemill.toml and PAGEMILL_<NAME> are not hidden by the plugin's default."""
+    specs: dict[str, OptionSpec] = {}
+    for action in group._group_actions:
+        specs[action.dest] = OptionSpec(action.default, _string_reader(action))
+        action.default = None
+    return specs
+
+
+def _string_reader(action: argparse.Action) -> Callable[[str], Any] | None:
+    if action.nargs == 0 and isinstance(action.const, bool):  # store_true / store_false
+        return parse_bool
+    convert = action.type if callable(action.type) else None
+    if isinstance(action, argparse._AppendAction):
+        return lambda text: [convert(part) if convert else part for part in (p.strip() for p in text.split(",")) if part]
+    return convert
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The values given on the command line (None for those not given), the plugins' included."""
     overrides = {name: getattr(args, name, None) for name in CONFIG_OPTIONS}
     overrides["out_dir"] = getattr(args, "out", None)
     if getattr(args, "plugin", None):
         overrides["plugins"] = tuple(args.plugin)
     if getattr(args, "sink", None):
         overrides["sinks"] = tuple(args.sink)
-    options = {k: v for k, v in vars(args).items() if k not in _CORE_DESTS and v is not None}
+    specs = plugin_option_specs(args)
+    options = {name: getattr(args, name) for name in specs if getattr(args, name, None) is not None}
     if options:
         overrides["options"] = options
     return overrides
 
 
-_CORE_DESTS = set(CONFIG_OPTIONS) | {
-    "command", "handler", "verbose", "quiet", "inputs", "out", "urgent", "high", "low", "config",
-    "plugin", "no_progress", "dir", "sink",
-}
+def plugin_option_specs(args: argparse.Namespace) -> dict[str, OptionSpec]:
+    return dict(getattr(args, PLUGIN_SPECS, None) or {})
 
 
-def inputs_by_priority(args: argparse.Namespace, stored: dict[str, Any] | None) -> dict[str, list[str]]:
-    """{priority: inputs} from the command line, or the stored inputs of a resumed run."""
+def inputs_by_priority(args: argparse.Namespace, stored: dict[str, Any] | None, priority: str = "normal") -> dict[str, list[str]]:
+    """{priority: inputs} from the command line (plain inputs at ``priority``, the config's), or
+    the stored inputs of a resumed run."""
     if stored is not None:
-        return {k: list(v) for k, v in (stored.get("inputs") or {}).items() if v}
+        from engine.api import stored_inputs
+
+        return stored_inputs(stored)
     groups: dict[str, list[str]] = {}
-    normal = args.priority or "normal"
     if args.inputs:
-        groups.setdefault(normal, []).extend(args.inputs)
+        groups.setdefault(priority, []).extend(args.inputs)
     for level in ("urgent", "high", "low"):
         if getattr(args, level):
             groups.setdefault(level, []).extend(getattr(args, level))

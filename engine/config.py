@@ -1,8 +1,10 @@
 """EngineConfig: every setting of a run, from defaults < pagemill.toml < PAGEMILL_* < CLI/API.
 
 One dataclass holds the settings of the engine and of the built-in plugins; third-party plugins
-read theirs from ``config.options``. ``EngineConfig.load()`` merges the sources in order and
-``validate()`` raises :class:`engine.errors.ConfigError` with a message naming the bad key.
+read theirs from ``config.options``. ``EngineConfig.load()`` merges the sources in order, the
+plugins' options included, and ``validate()`` raises :class:`engine.errors.ConfigError` with a
+message naming the bad key. ``plugins`` is the one key that adds up instead: a plugin named in
+the file, the environment or the arguments is loaded.
 """
 
 from __future__ import annotations
@@ -12,13 +14,23 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Mapping
 
 from engine.errors import ConfigError
 from engine.records import PRIORITY_RANKS
 
 ENV_PREFIX = "PAGEMILL_"
 CONFIG_FILE_NAME = "pagemill.toml"
+ONE_SHOT = ("fresh", "retry_failed")  # apply to the run they are given for, never to a resume of it
+NEVER_STORED = ("password",)  # kept out of the ledger: a resume reads it from its sources again
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """A plugin option as a config source sees it: its default and how to read it from a string."""
+
+    default: Any = None
+    convert: Callable[[str], Any] | None = None  # for PAGEMILL_<NAME>; None keeps the string
 
 
 @dataclass(frozen=True)
@@ -66,26 +78,51 @@ class EngineConfig:
     def load(
         cls,
         config_file: str | os.PathLike[str] | None = None,
-        environ: dict[str, str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        plugin_options: Mapping[str, OptionSpec] | None = None,
         **overrides: Any,
     ) -> EngineConfig:
         """Merge defaults < config file < PAGEMILL_* environment < ``overrides`` and validate.
 
         Without ``config_file``, ``./pagemill.toml`` is read when it exists. Overrides whose value
         is ``None`` are ignored, so CLI flags left unset do not hide the file or environment.
+        ``plugin_options`` names the options plugins declare: their defaults come first and
+        ``PAGEMILL_<NAME>`` sets them from the environment.
         """
-        values: dict[str, Any] = {}
-        path = Path(config_file) if config_file else Path(CONFIG_FILE_NAME)
-        if config_file and not path.is_file():
-            raise ConfigError(f"config file {path} not found")
-        if path.is_file():
-            values.update(_read_toml(path))
-        values.update(_read_env(os.environ if environ is None else environ))
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_mapping(values)
+        layers = read_sources(config_file, environ, plugin_options)
+        layers.append({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_layers(layers, plugin_options)
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> EngineConfig:
+    def from_layers(
+        cls, layers: Iterable[Mapping[str, Any]], plugin_options: Mapping[str, OptionSpec] | None = None
+    ) -> EngineConfig:
+        """Merge mappings, a later one winning, engine keys and plugin options alike (an
+        ``options`` table and unknown keys are both plugin options); ``plugins`` add up."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        merged: dict[str, Any] = {}
+        options = {name: spec.default for name, spec in (plugin_options or {}).items() if spec.default is not None}
+        plugins: list[str] = []
+        for layer in layers:
+            for key, value in layer.items():
+                name = key.replace("-", "_")
+                if name == "options":
+                    if not isinstance(value, Mapping):
+                        raise ConfigError(f"options must be a table of plugin options, not {value!r}")
+                    options.update(value)
+                elif name == "plugins":
+                    refs = _coerce(name, known[name], value)
+                    plugins.extend(ref for ref in refs if ref not in plugins)
+                elif name in known:
+                    merged[name] = value
+                else:
+                    options[name] = value
+        merged["options"] = options
+        merged["plugins"] = tuple(plugins)
+        return cls.from_mapping(merged)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> EngineConfig:
         known = {f.name: f for f in dataclasses.fields(cls)}
         kwargs: dict[str, Any] = {}
         options: dict[str, Any] = dict(values.get("options") or {})
@@ -108,10 +145,14 @@ class EngineConfig:
         return config
 
     def snapshot(self) -> dict[str, Any]:
-        """A JSON-able copy, stored in the ledger so that ``pagemill resume`` can reuse it."""
+        """A JSON-able copy, stored in the ledger so that ``pagemill resume`` can reuse it.
+
+        The password is never stored; nor are ``fresh`` and ``retry_failed``, which apply to the
+        run they are given for: a resume goes on from where that run stopped."""
         data = dataclasses.asdict(self)
         data["plugins"] = list(self.plugins)
-        data.pop("password", None)  # never stored
+        for name in NEVER_STORED + ONE_SHOT:
+            data.pop(name, None)
         return data
 
     # --------------------------------------------------------------- validation
@@ -163,24 +204,71 @@ class EngineConfig:
         return low, high
 
 
+def read_sources(
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    plugin_options: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The config file's values and the environment's, in that order (lowest first).
+
+    Without ``config_file``, ``./pagemill.toml`` is read when it exists; a named file that does
+    not exist is a ConfigError. The environment gives every ``PAGEMILL_<FIELD>`` and the
+    ``PAGEMILL_<NAME>`` of each name in ``plugin_options`` (converted when it says how).
+    """
+    path = Path(config_file) if config_file else Path(CONFIG_FILE_NAME)
+    if config_file and not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    from_file = _read_toml(path) if path.is_file() else {}
+    from_env = _read_env(os.environ if environ is None else environ, plugin_options or {})
+    return [from_file, from_env]
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     section = data.get("pagemill", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [pagemill] must be a table")
     return dict(section)
 
 
-def _read_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
-    known = {f.name for f in dataclasses.fields(EngineConfig)}
+def _read_env(environ: Mapping[str, str], plugin_options: Mapping[str, Any]) -> dict[str, Any]:
+    known = {f.name for f in dataclasses.fields(EngineConfig)} - {"options"}
     values: dict[str, Any] = {}
+    options: dict[str, Any] = {}
     for key, value in environ.items():
-        if key.startswith(ENV_PREFIX):
-            name = key[len(ENV_PREFIX):].lower()
-            if name in known:
-                values[name] = value
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name in known:
+            values[name] = value
+        elif name in plugin_options:
+            options[name] = _convert_option(key, value, plugin_options[name])
+    if options:
+        values["options"] = options
     return values
+
+
+def _convert_option(variable: str, value: str, spec: Any) -> Any:
+    convert = getattr(spec, "convert", None)
+    if convert is None:
+        return value
+    try:
+        return convert(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{variable}: cannot use {value!r} ({exc})") from None
+
+
+def parse_bool(value: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case), as environment variables write them."""
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a yes/no value: {value!r}")
 
 
 def _coerce(name: str, spec: dataclasses.Field[Any], value: Any) -> Any:
@@ -188,13 +276,7 @@ def _coerce(name: str, spec: dataclasses.Field[Any], value: Any) -> Any:
     kind = str(spec.type)
     try:
         if kind.startswith("bool"):
-            if isinstance(value, str):
-                if value.strip().lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.strip().lower() in ("0", "false", "no", "off", ""):
-                    return False
-                raise ValueError(value)
-            return bool(value)
+            return parse_bool(value) if isinstance(value, str) else bool(value)
         if kind.startswith("int"):
             return int(value)
         if kind.startswith("float"):

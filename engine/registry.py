@@ -8,16 +8,19 @@ again from their path, objects travel pickled).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import os
 import pickle
 import sys
 import types
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pluggy
 from loguru import logger
@@ -37,6 +40,7 @@ class PluginSpec:
     ref: str  # entry point value, file path or module name ("" for objects)
     origin: str  # for people: where it came from
     payload: bytes = b""  # the pickled object, for kind "object"
+    search_path: str = ""  # a folder the module was found in that is not on sys.path (kind "module")
 
 
 @dataclass(frozen=True)
@@ -89,38 +93,53 @@ class PluginRegistry:
                     raise PluginLoadError(f"plugin {spec.name} cannot be loaded in a worker: {exc}") from None
             elif spec.kind == "path":
                 obj = _import_path(spec.ref)
+            elif spec.kind == "entry-point":
+                obj = _load_entry_point(spec)
             else:
-                obj = _import_module(spec.ref, spec.name)
+                obj, _ = _import_module(spec.ref, spec.name, spec.search_path)
             registry._register(obj, spec)
         return registry
 
     def load_entry_points(self) -> None:
         for entry_point in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            if self.manager.has_plugin(entry_point.name):
-                continue
             dist = entry_point.dist.name if entry_point.dist else "?"
+            known = self._spec_named(entry_point.name)
+            if known is not None and known.kind == "entry-point" and known.ref == entry_point.value:
+                continue  # the same entry point seen twice on sys.path
             try:
                 obj = entry_point.load()
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not be a traceback
+            except BaseException as exc:  # noqa: BLE001 - a broken plugin must not be a traceback
+                _reraise_interrupt(exc)
                 raise PluginLoadError(
-                    f"plugin {entry_point.name} ({entry_point.value}, from {dist}) failed to import: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"plugin {entry_point.name} ({entry_point.value}, from {dist}) failed to import: {_describe(exc)}"
                 ) from None
             spec = PluginSpec(entry_point.name, "entry-point", entry_point.value, f"entry point ({dist})")
             self._register(obj, spec)
 
     def load_ref(self, ref: str) -> None:
-        """``--plugin path/to/file.py`` or ``--plugin package.module``."""
-        if ref.endswith(".py") or "/" in ref or Path(ref).is_file():
+        """``--plugin path/to/file.py`` or ``--plugin package.module``.
+
+        A file gets its stem as name, or, when another plugin has that name already, the shortest
+        tail of its path that is free (``b/plugin.py``), so two files of one name both load.
+        Loading the same file or module again is a no-op.
+        """
+        if ref.endswith(".py") or "/" in ref or os.sep in ref or Path(ref).is_file():
             path = str(Path(ref).resolve())
+            if any(spec.kind == "path" and spec.ref == path for spec in self.specs):
+                return
             obj = _import_path(path)
-            self._register(obj, PluginSpec(Path(path).stem, "path", path, f"file {path}"))
+            self._register(obj, PluginSpec(self._free_name_for(Path(path)), "path", path, f"file {path}"))
         else:
-            obj = _import_module(ref, ref)
-            self._register(obj, PluginSpec(ref, "module", ref, f"module {ref}"))
+            obj, search_path = _import_module(ref, ref)
+            if self._already_has(obj):
+                return
+            origin = f"module {ref}" + (f" (from {search_path})" if search_path else "")
+            self._register(obj, PluginSpec(ref, "module", ref, origin, search_path=search_path))
 
     def add_object(self, obj: object) -> None:
         """A plugin object passed to the Python API: a module, a class or an instance."""
+        if self._already_has(obj):
+            return
         if isinstance(obj, types.ModuleType):
             self._register(obj, PluginSpec(obj.__name__, "module", obj.__name__, f"module {obj.__name__}"))
             return
@@ -141,9 +160,12 @@ class PluginRegistry:
 
     def _register(self, obj: object, spec: PluginSpec) -> None:
         name = spec.name
-        if self.manager.has_plugin(name):
-            logger.debug("plugin {} already registered; {} ignored", name, spec.origin)
-            return
+        taken = self._spec_named(name)
+        if taken is not None or self.manager.has_plugin(name):
+            where = taken.origin if taken is not None else "a plugin of the engine"
+            raise PluginLoadError(
+                f"plugin {name} ({spec.origin}) has the name of another plugin ({where}); rename one of them"
+            )
         try:
             self.manager.register(obj, name=name)
             self.manager.check_pending()  # a hook name that is not in the contract (a typo)
@@ -155,6 +177,25 @@ class PluginRegistry:
         module = obj if isinstance(obj, types.ModuleType) else inspect.getmodule(type(obj) if not inspect.isclass(obj) else obj)
         if module is not None:
             self._module_to_plugin[module.__name__] = name
+
+    def _spec_named(self, name: str) -> PluginSpec | None:
+        return next((spec for spec in self.specs if spec.name == name), None)
+
+    def _already_has(self, obj: object) -> bool:
+        """The very same module or object registered already (under whatever name)."""
+        if not self.manager.is_registered(obj):
+            return False
+        logger.debug("plugin {} is loaded already", self.manager.get_name(obj))
+        return True
+
+    def _free_name_for(self, path: Path) -> str:
+        """The file's stem, or the shortest tail of its path no other plugin is named."""
+        parts = path.parts
+        candidates = [path.stem] + ["/".join(parts[-count:]) for count in range(2, len(parts) + 1)]
+        for candidate in candidates:
+            if self._spec_named(candidate) is None and not self.manager.has_plugin(candidate):
+                return candidate
+        return str(path)  # taken too: _register names the clash
 
     # ----------------------------------------------------------------- queries
     def listing(self) -> list[PluginListing]:
@@ -178,18 +219,76 @@ class PluginRegistry:
         return found
 
 
-def _import_module(module_name: str, plugin_name: str) -> Any:
+def _load_entry_point(spec: PluginSpec) -> Any:
+    """An entry point again in a worker, by its value (``module`` or ``module:attribute``)."""
+    entry_point = importlib.metadata.EntryPoint(spec.name, spec.ref, ENTRY_POINT_GROUP)
     try:
-        return importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001
-        raise PluginLoadError(f"plugin {plugin_name} failed to import: {type(exc).__name__}: {exc}") from None
+        return entry_point.load()
+    except BaseException as exc:  # noqa: BLE001
+        _reraise_interrupt(exc)
+        raise PluginLoadError(f"plugin {spec.name} ({spec.ref}) failed to import: {_describe(exc)}") from None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r}) while importing"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _reraise_interrupt(exc: BaseException) -> None:
+    """Ctrl-C while a plugin imports stays Ctrl-C; any other BaseException is the plugin's fault."""
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+
+
+@contextmanager
+def _on_import_path(folder: str) -> Iterator[None]:
+    """``folder`` on sys.path for the length of one import, then sys.path as it was. Last, so that
+    a file in the folder never hides an installed module of the same name."""
+    if not folder or folder in sys.path:
+        yield
+        return
+    sys.path.append(folder)
+    try:
+        yield
+    finally:
+        try:
+            sys.path.remove(folder)
+        except ValueError:  # the plugin took it off itself
+            pass
+
+
+def _import_module(module_name: str, plugin_name: str, search_path: str = "") -> tuple[Any, str]:
+    """The module, and the folder it was found in when that is not on sys.path.
+
+    Like ``python -m``, a module of the current folder is found even when the current folder is
+    not on sys.path (a console script's is not); sys.path is left as it was.
+    """
+    try:
+        with _on_import_path(search_path):
+            return importlib.import_module(module_name), search_path
+    except ModuleNotFoundError as exc:
+        top = module_name.partition(".")[0]
+        cwd = os.getcwd()
+        if search_path or exc.name != top or cwd in sys.path or "" in sys.path:
+            raise PluginLoadError(f"plugin {plugin_name} failed to import: {_describe(exc)}") from None
+        return _import_module(module_name, plugin_name, cwd)
+    except BaseException as exc:  # noqa: BLE001 - sys.exit() at import too
+        _reraise_interrupt(exc)
+        raise PluginLoadError(f"plugin {plugin_name} failed to import: {_describe(exc)}") from None
+
+
+def module_name_for(file: Path) -> str:
+    """The module name a plugin file is loaded under: unique per path, the same in every process."""
+    digest = hashlib.sha1(str(file).encode("utf-8")).hexdigest()[:10]
+    return f"pagemill_plugin_{file.stem}_{digest}"
 
 
 def _import_path(path: str) -> Any:
     file = Path(path)
     if not file.is_file():
         raise PluginLoadError(f"plugin file {path} not found")
-    module_name = f"pagemill_plugin_{file.stem}"
+    module_name = module_name_for(file)
     if module_name in sys.modules and getattr(sys.modules[module_name], "__file__", None) == str(file):
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, file)
@@ -199,7 +298,8 @@ def _import_path(path: str) -> Any:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001
+    except BaseException as exc:  # noqa: BLE001 - sys.exit() at import too
         del sys.modules[module_name]
-        raise PluginLoadError(f"plugin file {path} failed to import: {type(exc).__name__}: {exc}") from None
+        _reraise_interrupt(exc)
+        raise PluginLoadError(f"plugin file {path} failed to import: {_describe(exc)}") from None
     return module

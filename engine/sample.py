@@ -14,17 +14,30 @@ Every page has a company header and a weighmaster's footer; some pages get speck
 rotation (at most 1.5°) and a mild blur. Documents hold 1 to 5 tickets and are image-only PDFs
 (one full-page JPEG a page), as a scanner makes them; one truncated PDF is added when ``broken``.
 
-``truth.jsonl`` holds a line per page: ``{"document", "page", "layout", "clean", "fields"}`` with
-the fields as extraction gives them (ISO dates, HH:MM times, weights in lb as ints converted from
-kg the way the bundled template converts them, net tons with two decimals). The same seed gives
-the same bytes.
+Archives of ``REVIEW_MIN_PAGES`` pages or more hold three tickets a person must look at, as real
+archives do, on pages chosen by the seed: one whose printed net weight is not gross − tare
+(``net_mismatch``), one that repeats the ticket number of an earlier ticket (``duplicate_ticket``:
+whichever of the two pages the run records second is flagged) and one, in the ``list`` layout,
+whose truck number is printed faded, as by a worn ribbon (``low_confidence``).
+
+``truth.jsonl`` holds a line per page: ``{"document", "page", "layout", "clean", "fields",
+"expect_review"}`` with the fields as printed and as extraction gives them (ISO dates, HH:MM
+times, weights in lb as ints converted from kg the way the bundled template converts them, net
+tons with two decimals); ``expect_review`` lists the issue codes the page is meant to raise
+(empty for most), and a duplicate's line also has ``duplicate_of: {"document", "page"}``. A page
+with noise or a review case is not ``clean``. The same seed gives the same bytes.
+
+Generating again into the same folder replaces the previous sample: its ``tickets-NNNN.pdf``,
+``broken-truncated.pdf`` and ``truth.jsonl`` are removed first; no other file is touched.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import random
+import re
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -33,6 +46,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from engine.errors import ConfigError
 from plugins.template_values import convert_weight
 
 DPI = 300
@@ -41,6 +55,13 @@ JPEG_QUALITY = 85
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FIXED_DATES = {"creationDate": time.gmtime(1767225600), "modDate": time.gmtime(1767225600)}  # same seed, same bytes
 NOISY_SHARE = 0.35  # pages with speckles and, mostly, rotation and blur
+REVIEW_MIN_PAGES = 6  # smaller samples stay without review cases
+FADED_FIELD = "truck"  # printed by a worn ribbon on one review page: read, but with low confidence
+FADED_STREAKS = 5  # white streaks through the value's strokes...
+FADED_STREAK_WIDTH = 3  # ...this many pixels wide (a little more and tesseract sees nothing at all)
+TICKET_FILE = re.compile(r"tickets-\d{4}\.pdf")
+BROKEN_NAME = "broken-truncated.pdf"
+TRUTH_NAME = "truth.jsonl"
 
 COMPANIES = ("Granite Ridge Aggregates", "Blue River Sand & Gravel", "Summit Materials Yard", "Northfield Quarry",
              "Cedar Hollow Stone Co")
@@ -60,6 +81,15 @@ class SampleArchive:
     documents: list[Path]
     truth_path: Path
     broken_path: Path | None
+
+
+@dataclass(frozen=True)
+class ReviewCase:
+    """What makes one page worth a person's look (at most one per page)."""
+
+    code: str  # the issue code the page should raise: net_mismatch, duplicate_ticket, low_confidence
+    net_off_lb: int = 0  # net_mismatch: printed net minus the true net
+    duplicate_of: int = -1  # duplicate_ticket: the index of the earlier page
 
 
 @dataclass(frozen=True)
@@ -152,12 +182,14 @@ def _time_text(ticket: Ticket, twelve_hour: bool) -> str:
     return f"{hour}:{ticket.minute:02d} {'PM' if ticket.hour >= 12 else 'AM'}"
 
 
-def ticket_values(ticket: Ticket, layout: Layout, rng: random.Random) -> tuple[dict[str, str], dict[str, Any]]:
-    """The printed value of every field, and the truth extraction should give for them."""
+def ticket_values(ticket: Ticket, layout: Layout, rng: random.Random,
+                  net_off_lb: int = 0) -> tuple[dict[str, str], dict[str, Any]]:
+    """The printed value of every field, and the truth extraction should give for them.
+    ``net_off_lb`` prints a net that is not gross − tare (net tons follow the printed net)."""
     if layout.weight_unit == "kg":
         gross_kg = round(convert_weight(ticket.gross_lb, "lb", "kg"))
         tare_kg = round(convert_weight(ticket.tare_lb, "lb", "kg"))
-        net_kg = gross_kg - tare_kg
+        net_kg = gross_kg - tare_kg + round(convert_weight(net_off_lb, "lb", "kg"))
         net_tonnes = round(net_kg / 1000, 2)
         weights = {"gross_lb": f"{gross_kg:,} kg", "tare_lb": f"{tare_kg:,} kg", "net_lb": f"{net_kg:,} kg",
                    "net_tons": f"{net_tonnes:.2f} t"}
@@ -165,7 +197,7 @@ def ticket_values(ticket: Ticket, layout: Layout, rng: random.Random) -> tuple[d
         net_tons = round(convert_weight(net_tonnes, "t", "ton"), 2)
     else:
         gross_lb, tare_lb = ticket.gross_lb, ticket.tare_lb
-        net_lb = gross_lb - tare_lb
+        net_lb = gross_lb - tare_lb + net_off_lb
         net_tons = round(net_lb / 2000, 2)
         unit = layout.weight_unit
         weights = {"gross_lb": f"{gross_lb:,} {unit}", "tare_lb": f"{tare_lb:,} {unit}",
@@ -197,21 +229,29 @@ def _draw_header(draw: ImageDraw.ImageDraw, rng: random.Random, layout: Layout) 
     draw.line((120, 225, PAGE_SIZE[0] - 120, 225), fill=0, width=4)
 
 
-def _draw_fields(draw: ImageDraw.ImageDraw, layout: Layout, printed: dict[str, str]) -> int:
-    """Draws the fields; returns the y below the last one."""
+def _draw_fields(draw: ImageDraw.ImageDraw, layout: Layout, printed: dict[str, str],
+                 boxes: dict[str, tuple[int, int, int, int]] | None = None) -> int:
+    """Draws the fields, noting the box of each value in ``boxes``; returns the y below the last one."""
     normal = _font(layout.font, 44)
     top = 275
+
+    def value(at: tuple[float, float], name: str) -> None:
+        draw.text(at, printed[name], font=normal, fill=0)
+        if boxes is not None:
+            left, upper, right, lower = draw.textbbox(at, printed[name], font=normal)
+            boxes[name] = (round(left), round(upper), round(right), round(lower))
+
     if layout.style == "columns":
         for row, name in enumerate(FIELDS):
             draw.text((160, top + row * 100), _label(layout, name), font=normal, fill=0)
-            draw.text((880, top + row * 100), printed[name], font=normal, fill=0)
+            value((880, top + row * 100), name)
         return top + len(FIELDS) * 100
     if layout.style == "stacked":
         small = _font(layout.font, 32)
         for index, name in enumerate(FIELDS):
             x, y = 160 + (index % 2) * 1150, top + (index // 2) * 190
             draw.text((x, y), _label(layout, name), font=small, fill=60)
-            draw.text((x, y + 52), printed[name], font=normal, fill=0)
+            value((x, y + 52), name)
         return top + (len(FIELDS) + 1) // 2 * 190
     partners = dict(layout.same_line)
     skipped = set(partners.values())
@@ -220,12 +260,24 @@ def _draw_fields(draw: ImageDraw.ImageDraw, layout: Layout, printed: dict[str, s
         if name in skipped:
             continue
         y = top + row * 92
-        draw.text((160, y), f"{_label(layout, name)}: {printed[name]}", font=normal, fill=0)
-        if name in partners:
-            other = partners[name]
-            draw.text((1350, y), f"{_label(layout, other)}: {printed[other]}", font=normal, fill=0)
+        for x, shown in ((160, name), (1350, partners.get(name))):
+            if shown is None:
+                continue
+            head = f"{_label(layout, shown)}: "
+            draw.text((x, y), head + printed[shown], font=normal, fill=0)
+            if boxes is not None:
+                _, upper, right, lower = draw.textbbox((x, y), head + printed[shown], font=normal)
+                boxes[shown] = (round(x + draw.textlength(head, font=normal)), round(upper), round(right), round(lower))
         row += 1
     return top + row * 92
+
+
+def fade(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int]) -> None:
+    """A worn ribbon: white streaks through a value's strokes, so that it is read, but unsurely."""
+    left, top, right, bottom = box
+    for number in range(1, FADED_STREAKS + 1):
+        y = top + number * (bottom - top) // (FADED_STREAKS + 1)
+        draw.line((left - 4, y, right + 4, y), fill=255, width=FADED_STREAK_WIDTH)
 
 
 def _scan_noise(image: Image.Image, rng: random.Random) -> Image.Image:
@@ -244,13 +296,17 @@ def _scan_noise(image: Image.Image, rng: random.Random) -> Image.Image:
     return image
 
 
-def draw_ticket(ticket: Ticket, layout: Layout, rng: random.Random, noisy: bool) -> tuple[Image.Image, dict[str, Any]]:
+def draw_ticket(ticket: Ticket, layout: Layout, rng: random.Random, noisy: bool,
+                case: ReviewCase | None = None) -> tuple[Image.Image, dict[str, Any]]:
     """One ticket page as a grayscale 300-DPI image, and its truth."""
-    printed, truth = ticket_values(ticket, layout, rng)
+    printed, truth = ticket_values(ticket, layout, rng, case.net_off_lb if case else 0)
     image = Image.new("L", PAGE_SIZE, 255)
     draw = ImageDraw.Draw(image)
     _draw_header(draw, rng, layout)
-    bottom = _draw_fields(draw, layout, printed)
+    boxes: dict[str, tuple[int, int, int, int]] = {}
+    bottom = _draw_fields(draw, layout, printed, boxes)
+    if case is not None and case.code == "low_confidence":
+        fade(draw, boxes[FADED_FIELD])
     footer = f"Weighmaster: {rng.choice(WEIGHMASTERS)}        Driver signature ____________________"
     draw.text((160, min(bottom + 40, PAGE_SIZE[1] - 110)), footer, font=_font(layout.font, 30), fill=40)
     if noisy:
@@ -258,15 +314,49 @@ def draw_ticket(ticket: Ticket, layout: Layout, rng: random.Random, noisy: bool)
     return image, truth
 
 
+def review_cases(pages: int, seed: int) -> dict[int, ReviewCase]:
+    """{page index: case}: three pages chosen by the seed (none below REVIEW_MIN_PAGES pages).
+
+    A generator of its own, so that every other page is the same with or without the cases."""
+    if pages < REVIEW_MIN_PAGES:
+        return {}
+    rng = random.Random(f"pagemill-sample-review-{seed}")
+    duplicate, mismatch, faded = rng.sample(range(1, pages), 3)
+    off = rng.choice((-1, 1)) * rng.randrange(1500, 3000, 20)
+    return {
+        duplicate: ReviewCase("duplicate_ticket", duplicate_of=rng.randrange(0, duplicate)),
+        mismatch: ReviewCase("net_mismatch", net_off_lb=off),
+        faded: ReviewCase("low_confidence"),
+    }
+
+
+def _clear_previous(out_dir: Path, scans: Path) -> None:
+    """Refuse a file where a folder belongs; remove what an earlier sample wrote, nothing else."""
+    for folder in (out_dir, scans):
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{folder} is a file; the sample needs a folder there")
+    if scans.is_dir():
+        for path in scans.iterdir():
+            if (TICKET_FILE.fullmatch(path.name) or path.name == BROKEN_NAME) and path.is_file():
+                path.unlink()
+    (out_dir / TRUTH_NAME).unlink(missing_ok=True)
+
+
 def generate_sample(out_dir: Path, pages: int, seed: int = 0, broken: bool = True) -> SampleArchive:
     """Write ``pages`` ticket pages as PDFs of 1–5 pages into ``out_dir/scans`` and the ground truth
-    into ``out_dir/truth.jsonl`` (beside the scans, so that a run over the scans never reads it)."""
+    into ``out_dir/truth.jsonl`` (beside the scans, so that a run over the scans never reads it),
+    replacing an earlier sample there. ``pages`` below 1 is a ConfigError."""
+    if pages < 1:
+        raise ConfigError(f"a sample needs at least 1 page, not {pages}")
     out_dir = Path(out_dir)
     rng = random.Random(seed)
     scans = out_dir / "scans"
+    _clear_previous(out_dir, scans)
     scans.mkdir(parents=True, exist_ok=True)
+    cases = review_cases(pages, seed)
     documents: list[Path] = []
     truth_rows: list[dict[str, Any]] = []
+    tickets: list[Ticket] = []
     remaining, number = pages, 0
     while remaining > 0:
         count = min(remaining, rng.randint(1, 5))
@@ -275,10 +365,22 @@ def generate_sample(out_dir: Path, pages: int, seed: int = 0, broken: bool = Tru
         for page in range(count):
             layout = rng.choice(LAYOUTS)
             noisy = rng.random() < NOISY_SHARE
-            image, truth = draw_ticket(random_ticket(rng), layout, rng, noisy)
+            ticket = random_ticket(rng)
+            case = cases.get(len(tickets))
+            if case is not None and case.code == "low_confidence":
+                layout = LAYOUTS[0]  # a faded value of this layout is read with low confidence
+            if case is not None and case.code == "duplicate_ticket":
+                ticket = dataclasses.replace(ticket, ticket_number=tickets[case.duplicate_of].ticket_number)
+            image, truth = draw_ticket(ticket, layout, rng, noisy, case)
             images.append(image)
-            truth_rows.append({"document": name, "page": page + 1, "layout": layout.name, "clean": not noisy,
-                               "fields": truth})
+            row: dict[str, Any] = {"document": name, "page": page + 1, "layout": layout.name,
+                                   "clean": not noisy and case is None, "fields": truth,
+                                   "expect_review": [case.code] if case else []}
+            if case is not None and case.code == "duplicate_ticket":
+                first = truth_rows[case.duplicate_of]
+                row["duplicate_of"] = {"document": first["document"], "page": first["page"]}
+            truth_rows.append(row)
+            tickets.append(ticket)
         path = scans / name
         images[0].save(path, "PDF", save_all=True, append_images=images[1:], resolution=DPI, quality=JPEG_QUALITY,
                        **FIXED_DATES)
@@ -290,8 +392,8 @@ def generate_sample(out_dir: Path, pages: int, seed: int = 0, broken: bool = Tru
         buffer = io.BytesIO()
         image, _ = draw_ticket(random_ticket(rng), LAYOUTS[0], rng, False)
         image.save(buffer, "PDF", resolution=DPI, quality=JPEG_QUALITY, **FIXED_DATES)
-        broken_path = scans / "broken-truncated.pdf"
+        broken_path = scans / BROKEN_NAME
         broken_path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 3])
-    truth_path = out_dir / "truth.jsonl"
+    truth_path = out_dir / TRUTH_NAME
     truth_path.write_text("".join(json.dumps(row) + "\n" for row in truth_rows), encoding="utf-8")
     return SampleArchive(documents, truth_path, broken_path)

@@ -16,9 +16,12 @@ from conftest import FAULTS
 PAGEMILL = [sys.executable, "-m", "engine.cli"]
 
 
-def pagemill(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    return subprocess.run([*PAGEMILL, *args], capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
+def pagemill(*args: str, timeout: float = 120, env: dict | None = None, python: tuple = (),
+             **kwargs) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PAGEMILL_")}
+    environ.update(PYTHONPATH=str(Path(__file__).resolve().parents[1]), **(env or {}))
+    command = [sys.executable, *python, *PAGEMILL[1:]]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, env=environ, **kwargs)
 
 
 def test_no_command_is_usage_error() -> None:
@@ -146,3 +149,235 @@ def _fault_config(tmp_path, state) -> Path:
     path.write_text(f'retry_base_delay = 0.05\n[options]\nfault_kind = "transient"\nfault_match = "page 2"\n'
                     f'fault_limit = 1\nfault_state = "{state}"\n')
     return path
+
+
+# ------------------------------------------------------------ plugins, config, errors
+FIELD_PLUGIN = """
+from engine import hookimpl
+from engine.records import Field
+
+@hookimpl
+def pagemill_extract(page, ocr, config):
+    return [Field("{name}", "x", 1.0, raw="x", type="text")]
+"""
+
+OPTION_PLUGIN = """
+from loguru import logger
+from engine import hookimpl
+
+logger.info("option plugin loading")
+
+@hookimpl
+def pagemill_add_options(parser):
+    parser.add_argument("--max-gross", type=float, default=80000.0, help="flag loads over this many lb")
+"""
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def _stored_config(out: Path) -> dict:
+    import sqlite3
+
+    with sqlite3.connect(out / "ledger.sqlite") as db:
+        return json.loads(db.execute("select config from runs order by id desc limit 1").fetchone()[0])
+
+
+@pytest.fixture
+def in_process(monkeypatch):
+    """main() in this process; loguru as it was before, afterwards."""
+    from loguru import logger
+
+    from engine.cli import main
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield main
+    logger.remove()
+    logger.add(sys.stderr)
+
+
+def test_two_plugin_files_of_one_name_both_run(noop_archive, tmp_path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "plugin.py").write_text(FIELD_PLUGIN.format(name=f"from_{folder}"))
+    out = tmp_path / "out"
+    done = pagemill("run", str(noop_archive([2])), "--out", str(out), "--plugin", "plugins.noop", "--no-progress",
+                    "--plugin", str(tmp_path / "a" / "plugin.py"), "--plugin", str(tmp_path / "b" / "plugin.py"))
+    assert done.returncode == 0, done.stderr
+    assert all({"from_a", "from_b"} <= set(record["fields"]) for record in _records(out))
+
+
+@pytest.mark.parametrize("error, code", [(PermissionError(13, "Permission denied", "/srv/x.xlsx"), 3),
+                                         (NotADirectoryError(20, "Not a directory", "/srv/file/scans"), 2)])
+def test_an_os_error_is_one_line_naming_the_path(in_process, monkeypatch, capsys, tmp_path, error, code) -> None:
+    import engine.sample
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(engine.sample, "generate_sample", fail)
+    assert in_process(["sample", str(tmp_path / "s")]) == code
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"ERROR   cannot use {error.filename}: {error.strerror}"]
+
+
+def test_an_unexpected_error_is_one_line_and_its_traceback_only_with_v(in_process, monkeypatch, capsys, tmp_path) -> None:
+    import engine.sample
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(engine.sample, "generate_sample", fail)
+    assert in_process(["sample", str(tmp_path / "s")]) == 3
+    err = capsys.readouterr().err
+    assert err.strip() == "ERROR   internal error: RuntimeError: boom (run with -v for the traceback)"
+    assert in_process(["-v", "sample", str(tmp_path / "s")]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "in fail" in err and "RuntimeError: boom" in err
+
+
+def test_sample_refuses_a_file_and_pages_below_1(in_process, capsys, tmp_path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert in_process(["sample", str(afile), "--pages", "2"]) == 2
+    assert in_process(["sample", str(tmp_path / "s"), "--pages", "0"]) == 2
+    assert in_process(["sample", str(tmp_path / "s"), "--pages", "-3"]) == 2
+    err = capsys.readouterr().err
+    assert f"{afile} is a file" in err and "at least 1 page, not 0" in err and "not -3" in err
+    assert "Traceback" not in err and not (tmp_path / "s").exists()
+
+
+def test_a_missing_path_on_stdin_is_a_failed_record_and_a_folder_is_searched(noop_archive, tmp_path) -> None:
+    archive = noop_archive([2, 1])
+    listing = f"{archive / 'doc000.noop'}\n{tmp_path / 'nothere.pdf'}\n{archive}\n"
+    out = tmp_path / "out"
+    done = pagemill("run", "-", "--out", str(out), "--plugin", "plugins.noop", "--no-progress", input=listing)
+    assert done.returncode == 1, done.stderr
+    records = _records(out)
+    failed = [r for r in records if r["status"] == "failed"]
+    assert [(Path(r["document"]).name, r["page"]) for r in failed] == [("nothere.pdf", 0)]
+    assert "No such file" in failed[0]["error"]["message"]
+    assert sorted((Path(r["document"]).name, r["page"]) for r in records if r["status"] != "failed") == [
+        ("doc000.noop", 1), ("doc000.noop", 2), ("doc001.noop", 1)]
+    assert json.loads((out / "report.json").read_text())["status"] == "partial"
+    assert "Traceback" not in done.stderr
+
+
+def test_inputs_without_documents_are_usage_errors(tmp_path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".DS_Store").write_text("x")
+    done = pagemill("run", str(empty), "--out", str(tmp_path / "o"), "--no-progress")
+    assert done.returncode == 2 and f"no documents found in {empty}" in done.stderr
+    done = pagemill("run", "-", "--out", str(tmp_path / "o"), "--no-progress", input="\n\n")
+    assert done.returncode == 2 and "no documents found in - (stdin lists no paths)" in done.stderr
+
+
+def test_plugins_from_the_environment_are_loaded_with_their_options(noop_archive, tmp_path) -> None:
+    (tmp_path / "opt_plugin.py").write_text(OPTION_PLUGIN)
+    env = {"PAGEMILL_PLUGINS": f"{tmp_path / 'opt_plugin.py'},plugins.noop"}
+    done = pagemill("run", str(noop_archive([1])), "--out", str(tmp_path / "o1"), "--max-gross", "500", "--no-progress",
+                    env=env)
+    assert done.returncode == 0, done.stderr
+    assert _stored_config(tmp_path / "o1")["options"]["max_gross"] == 500
+    listed = pagemill("plugins", env=env)
+    assert listed.returncode == 0 and "opt_plugin" in listed.stdout and "plugins.noop" in listed.stdout
+
+
+def test_plugins_from_the_file_are_listed_and_their_options_layered(noop_archive, tmp_path) -> None:
+    archive = noop_archive([1])
+    (tmp_path / "opt_plugin.py").write_text(OPTION_PLUGIN)
+    (tmp_path / "pagemill.toml").write_text('[pagemill]\nplugins = ["opt_plugin.py", "plugins.noop"]\nmax_gross = 123\n')
+    done = pagemill("run", str(archive), "--out", str(tmp_path / "o2"), "--no-progress", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert _stored_config(tmp_path / "o2")["options"]["max_gross"] == 123
+    done = pagemill("run", str(archive), "--out", str(tmp_path / "o3"), "--no-progress", cwd=tmp_path,
+                    env={"PAGEMILL_MAX_GROSS": "777"})
+    assert _stored_config(tmp_path / "o3")["options"]["max_gross"] == 777
+    done = pagemill("run", str(archive), "--out", str(tmp_path / "o4"), "--no-progress", "--max-gross", "500",
+                    cwd=tmp_path, env={"PAGEMILL_MAX_GROSS": "777"})
+    assert _stored_config(tmp_path / "o4")["options"]["max_gross"] == 500
+    listed = pagemill("plugins", cwd=tmp_path)
+    assert listed.returncode == 0 and "opt_plugin" in listed.stdout and "plugins.noop" in listed.stdout
+
+
+def test_log_lines_of_loading_plugins_have_our_format_and_obey_quiet(tmp_path) -> None:
+    (tmp_path / "opt_plugin.py").write_text(OPTION_PLUGIN)
+    done = pagemill("plugins", "--plugin", str(tmp_path / "opt_plugin.py"))
+    assert "INFO    option plugin loading" in done.stderr.splitlines()
+    quiet = pagemill("-q", "plugins", "--plugin", str(tmp_path / "opt_plugin.py"))
+    assert quiet.returncode == 0 and "option plugin loading" not in quiet.stderr
+
+
+def test_a_plugin_module_of_the_current_folder_is_found(tmp_path) -> None:
+    package = tmp_path / "localplugins"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "fields.py").write_text(FIELD_PLUGIN.format(name="local"))
+    # -P: no current folder on sys.path, as with the installed console script
+    done = pagemill("plugins", "--plugin", "localplugins.fields", cwd=tmp_path, python=("-P",))
+    assert done.returncode == 0, done.stderr
+    assert "localplugins.fields" in done.stdout
+
+
+def test_a_plugin_calling_sys_exit_at_import_is_named(tmp_path) -> None:
+    (tmp_path / "quitter.py").write_text("import sys\nsys.exit(5)\n")
+    done = pagemill("plugins", "--plugin", str(tmp_path / "quitter.py"))
+    assert done.returncode == 2
+    assert "quitter.py" in done.stderr and "sys.exit(5)" in done.stderr
+
+
+def test_the_summary_is_shown_without_progress_and_hidden_by_quiet(noop_archive, tmp_path) -> None:
+    archive = noop_archive([2])
+    done = pagemill("run", str(archive), "--out", str(tmp_path / "o"), "--plugin", "plugins.noop", "--no-progress")
+    assert done.returncode == 0 and "to review" in done.stderr and "documents" in done.stderr
+    quiet = pagemill("run", str(archive), "--out", str(tmp_path / "o"), "--plugin", "plugins.noop", "--no-progress", "-q")
+    assert quiet.returncode == 0 and "to review" not in quiet.stderr
+
+
+def test_priority_and_out_dir_from_the_environment(noop_archive, tmp_path) -> None:
+    archive = noop_archive([1])
+    env = {"PAGEMILL_PRIORITY": "high", "PAGEMILL_OUT_DIR": str(tmp_path / "envout")}
+    done = pagemill("run", str(archive), "--plugin", "plugins.noop", "--no-progress", env=env)
+    assert done.returncode == 0, done.stderr
+    stored = _stored_config(tmp_path / "envout")
+    assert stored["priority"] == "high" and "high" in json.dumps(stored["inputs"])
+    assert "normal" not in json.dumps(stored["inputs"])
+    missing = pagemill("run", str(archive), "--plugin", "plugins.noop", "--no-progress")
+    assert missing.returncode == 2 and "--out" in missing.stderr
+
+
+def test_resume_never_repeats_fresh_nor_retry_failed(noop_archive, tmp_path) -> None:
+    archive = noop_archive([3])
+    out = tmp_path / "out"
+    for extra in ((), ("--fresh", "--retry-failed")):
+        done = pagemill("run", "archive", "--out", str(out), "--plugin", "plugins.noop", "--no-progress", *extra,
+                        cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    stored = _stored_config(out)
+    assert "fresh" not in stored and "retry_failed" not in stored
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    again = pagemill("resume", str(out), "--no-progress", cwd=elsewhere)  # inputs relative to the first folder
+    assert again.returncode == 0, again.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["pages_skipped"] == 3 and report["pages_ok"] + report["pages_review"] == 0
+
+
+def test_resume_settings_are_the_stored_ones_plus_the_password_and_the_flags_given(monkeypatch, tmp_path) -> None:
+    from engine import cli, cli_options
+    from engine.config import EngineConfig
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in (("PASSWORD", "s3cret"), ("DPI", "150"), ("FRESH", "1"), ("RETRY_FAILED", "1")):
+        monkeypatch.setenv(f"PAGEMILL_{name}", value)
+    stored = {**EngineConfig(dpi=200, fresh=True, retry_failed=True, options={"level": 2}).snapshot(), "inputs": {}}
+    stored.update(fresh=True, retry_failed=True)  # as a ledger of an earlier version holds them
+    argv = ["resume", str(tmp_path / "out"), "--grace", "7"]
+    parser, _ = cli_options.build_parser(argv)
+    config = cli.run_config(parser.parse_args(argv), stored)
+    assert (config.password, config.dpi, config.grace, config.options) == ("s3cret", 200, 7.0, {"level": 2})
+    assert not config.fresh and not config.retry_failed
+    argv.append("--retry-failed")
+    assert cli.run_config(parser.parse_args(argv), stored).retry_failed  # given to this resume: applies once

@@ -55,3 +55,53 @@ def test_unknown_keys_become_plugin_options() -> None:
 
 def test_snapshot_never_stores_the_password() -> None:
     assert "password" not in EngineConfig(password="secret").snapshot()
+
+
+def _max_gross() -> dict:
+    from engine.config import OptionSpec
+
+    return {"max_gross": OptionSpec(default=80000.0, convert=float)}
+
+
+def test_plugin_options_follow_the_same_precedence(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert EngineConfig.load(environ={}, plugin_options=_max_gross()).options == {"max_gross": 80000.0}  # default
+    (tmp_path / "pagemill.toml").write_text("[pagemill]\nmax_gross = 123\n")
+    assert EngineConfig.load(environ={}, plugin_options=_max_gross()).options["max_gross"] == 123  # file
+    env = {"PAGEMILL_MAX_GROSS": "777"}
+    assert EngineConfig.load(environ=env, plugin_options=_max_gross()).options["max_gross"] == 777.0  # env
+    given = EngineConfig.load(environ=env, plugin_options=_max_gross(), options={"max_gross": 500})
+    assert given.options["max_gross"] == 500  # arguments
+
+
+def test_explicit_options_beat_the_files_plugin_keys(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pagemill.toml").write_text('[pagemill]\nmax_gross = 123\nlevel = 1\n[pagemill.options]\ncolor = "red"\n')
+    config = EngineConfig.load(environ={}, options={"max_gross": 500, "color": "blue"})
+    assert config.options == {"max_gross": 500, "level": 1, "color": "blue"}
+
+
+def test_a_bad_plugin_option_in_the_environment_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="PAGEMILL_MAX_GROSS"):
+        EngineConfig.load(environ={"PAGEMILL_MAX_GROSS": "heavy"}, plugin_options=_max_gross())
+
+
+def test_plugins_named_by_every_source_add_up(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pagemill.toml").write_text('plugins = ["file.py", "both.mod"]\n')
+    config = EngineConfig.load(environ={"PAGEMILL_PLUGINS": "env.py,both.mod"}, plugins=("cli.py",))
+    assert config.plugins == ("file.py", "both.mod", "env.py", "cli.py")
+
+
+def test_priority_and_out_dir_come_from_file_and_environment(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pagemill.toml").write_text('priority = "low"\nout_dir = "from-file"\n')
+    assert (EngineConfig.load(environ={}).priority, EngineConfig.load(environ={}).out_dir) == ("low", "from-file")
+    config = EngineConfig.load(environ={"PAGEMILL_PRIORITY": "high", "PAGEMILL_OUT_DIR": "from-env"})
+    assert (config.priority, config.out_dir) == ("high", "from-env")
+
+
+def test_snapshot_leaves_out_the_one_shot_flags() -> None:
+    snapshot = EngineConfig(fresh=True, retry_failed=True, dpi=200).snapshot()
+    assert "fresh" not in snapshot and "retry_failed" not in snapshot and snapshot["dpi"] == 200
+    assert EngineConfig.from_mapping(snapshot).fresh is False

@@ -23,9 +23,10 @@ def pagemill_extract(page, ocr, config):
 
 @hookimpl
 def pagemill_validate(page, fields, config):
+    digit = str(config.options["flag_digit"])
     value = fields.get("ticket_number")
-    if value is not None and str(value.value).endswith("7"):
-        return [Issue("ends_in_seven", "ticket number ends in 7", field="ticket_number")]
+    if value is not None and str(value.value).endswith(digit):
+        return [Issue("flagged_digit", f"ticket number ends in {digit}", field="ticket_number")]
     return []
 '''
 
@@ -41,10 +42,17 @@ def sample_run(sample, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     plugin = out.parent / "third_party_plugin.py"
     plugin.write_text(THIRD_PARTY)
-    config = EngineConfig(out_dir=str(out), workers="2", plugins=(str(plugin),))
+    config = EngineConfig(out_dir=str(out), workers="2", plugins=(str(plugin),),
+                          options={"flag_digit": flag_digit(sample)})
     summary = Engine(config).run([str(p) for p in sample.documents] + ([str(sample.broken_path)] if sample.broken_path else []))
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     return summary, records, out
+
+
+def flag_digit(sample) -> str:
+    """The last digit of the first clean page's ticket number: the third-party rule has a page to flag."""
+    first = next(row for row in truth_of(sample).values() if row["clean"])
+    return first["fields"]["ticket_number"][-1]
 
 
 def truth_of(sample) -> dict[tuple[str, int], dict]:
@@ -82,9 +90,36 @@ def test_broken_file_fails_alone_and_third_party_plugin_adds_field_and_issue(sam
     assert summary.exit_code == 1
     pages = [r for r in records if r["page"] > 0]
     assert all(r["fields"]["page_chars"]["value"] > 20 for r in pages)
-    sevens = [r for r in pages if str(r["fields"].get("ticket_number", {}).get("value", "")).endswith("7")]
-    for record in sevens:
-        assert record["status"] == "review"
-        assert "ends_in_seven" in {issue["code"] for issue in record["issues"]}
+    digit = flag_digit(sample)
+    flagged = [r for r in pages if str(r["fields"].get("ticket_number", {}).get("value", "")).endswith(digit)]
+    first_clean = next(key for key, row in truth_of(sample).items() if row["clean"])
+    assert first_clean in {(Path(r["document"]).name, r["page"]) for r in flagged}
+    for record in pages:
+        codes = {issue["code"] for issue in record["issues"]}
+        assert ("flagged_digit" in codes) == (record in flagged)
+        if record in flagged:
+            assert record["status"] == "review"
     header = (out / "results.csv").read_text().splitlines()[0]
     assert "ticket_number" in header and "page_chars" in header
+
+
+@pytest.mark.slow
+def test_the_pages_meant_for_review_are_in_review_for_their_reason(sample, sample_run, tesseract_available) -> None:
+    _, records, out = sample_run
+    by_page = {(Path(r["document"]).name, r["page"]): r for r in records if r["page"] > 0}
+    cases = {row["expect_review"][0]: key for key, row in truth_of(sample).items() if row["expect_review"]}
+    assert sorted(cases) == ["duplicate_ticket", "low_confidence", "net_mismatch"]
+
+    def codes(key) -> set[str]:
+        return {issue["code"] for issue in by_page[key]["issues"]}
+
+    assert "net_mismatch" in codes(cases["net_mismatch"])
+    faded = [issue for issue in by_page[cases["low_confidence"]]["issues"] if issue["code"] == "low_confidence"]
+    assert [issue["field"] for issue in faded] == ["truck"]
+    repeat = truth_of(sample)[cases["duplicate_ticket"]]["duplicate_of"]
+    pair = [cases["duplicate_ticket"], (repeat["document"], repeat["page"])]
+    assert sorted("duplicate_ticket" in codes(key) for key in pair) == [False, True]  # whichever came second
+    for key in cases.values():
+        assert by_page[key]["status"] == "review"
+    review = (out / "review.csv").read_text()
+    assert all(key[0] in review for key in cases.values())

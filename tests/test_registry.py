@@ -104,3 +104,117 @@ def test_plugin_of_traceback_names_the_raising_plugin(tmp_path: Path) -> None:
         assert registry.plugin_of_traceback(exc.__traceback__) == "raiser"
     else:  # pragma: no cover
         pytest.fail("the plugin did not raise")
+
+
+FIELD_PLUGIN = '''
+from engine import hookimpl
+from engine.records import Field
+
+@hookimpl
+def pagemill_extract(page, ocr, config):
+    return [Field("{name}", 1, 1.0)]
+'''
+
+
+def _field_plugin(path: Path, field: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(FIELD_PLUGIN.format(name=field))
+    return path
+
+
+def test_plugin_files_of_one_name_both_load_and_the_same_file_once(tmp_path: Path) -> None:
+    first = _field_plugin(tmp_path / "a" / "plugin.py", "from_a")
+    second = _field_plugin(tmp_path / "b" / "plugin.py", "from_b")
+    builtin_name = _field_plugin(tmp_path / "mine" / "template_extract.py", "mine")
+    registry = PluginRegistry.for_run([str(first), str(second), str(first), str(builtin_name)])
+    names = [row.name for row in registry.listing()]
+    assert names.count("plugin") == 1 and "b/plugin.py" in names and "mine/template_extract.py" in names
+    assert "template_extract" in names  # the built-in is still there
+    assert len(names) == len(set(names))
+    rebuilt = PluginRegistry.from_specs([spec for spec in registry.specs if spec.kind == "path"])  # as a worker does
+    values = {f.name for fields in rebuilt.hook.pagemill_extract(page=None, ocr=None, config=None) for f in fields}
+    assert values == {"from_a", "from_b", "mine"}
+
+
+def test_plugins_from_files_of_one_name_are_told_apart_in_tracebacks(tmp_path: Path) -> None:
+    raiser = "from engine import hookimpl\n@hookimpl\ndef pagemill_validate(page, fields, config):\n    raise ValueError('x')\n"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "plugin.py").write_text("from engine import hookimpl\n@hookimpl\ndef pagemill_validate(page, fields, config):\n    return []\n")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "plugin.py").write_text(raiser)
+    registry = PluginRegistry.for_run([str(tmp_path / "a" / "plugin.py"), str(tmp_path / "b" / "plugin.py")],
+                                      load_entry_points=False)
+    with pytest.raises(ValueError) as info:
+        registry.hook.pagemill_validate(page=None, fields={}, config=None)
+    assert registry.plugin_of_traceback(info.value.__traceback__) == "b/plugin.py"
+
+
+class NamedPlugin:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @hookimpl
+    def pagemill_extract(self, page, ocr, config):
+        return []
+
+
+def test_a_name_clash_that_cannot_be_resolved_is_a_load_error(tmp_path: Path, monkeypatch) -> None:
+    same = NamedPlugin("twin")
+    registry = PluginRegistry.for_run(objects=[same, same], load_entry_points=False)  # the same object: once
+    assert [row.name for row in registry.listing()] == ["twin"]
+    with pytest.raises(PluginLoadError, match="twin.*has the name of another plugin"):
+        PluginRegistry.for_run(objects=[NamedPlugin("twin"), NamedPlugin("twin")], load_entry_points=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ticket_validate.py").write_text("x = 1\n")  # a module of the current folder, named as a built-in
+    with pytest.raises(PluginLoadError, match="ticket_validate.*has the name of another plugin"):
+        PluginRegistry.for_run(["ticket_validate"])
+
+
+def test_a_module_already_loaded_by_its_entry_point_is_not_loaded_twice() -> None:
+    registry = PluginRegistry.for_run(["plugins.template_extract"])
+    assert [row.name for row in registry.listing()].count("template_extract") == 1
+    assert "plugins.template_extract" not in [row.name for row in registry.listing()]
+
+
+def test_a_module_of_the_current_folder_is_found_and_sys_path_left_alone(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    package = tmp_path / "cwd_plugins_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    _field_plugin(package / "extra.py", "from_cwd")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    before = list(sys.path)
+    try:
+        registry = PluginRegistry.for_run(["cwd_plugins_pkg.extra"], load_entry_points=False)
+        assert sys.path == before
+        spec = registry.specs[0]
+        assert spec.search_path == str(tmp_path) and str(tmp_path) in registry.listing()[0].origin
+        for name in ("cwd_plugins_pkg", "cwd_plugins_pkg.extra"):  # as a fresh worker process finds it
+            sys.modules.pop(name)
+        rebuilt = PluginRegistry.from_specs(registry.specs)
+        assert rebuilt.hook.pagemill_extract(page=None, ocr=None, config=None) == [[Field("from_cwd", 1, 1.0)]]
+        assert sys.path == before
+    finally:
+        for name in ("cwd_plugins_pkg", "cwd_plugins_pkg.extra"):
+            sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("body, words", [("import sys\nsys.exit(5)\n", "sys.exit(5)"),
+                                          ("raise SystemExit('bye')\n", "sys.exit('bye')"),
+                                          ("raise GeneratorExit()\n", "GeneratorExit")])
+def test_a_plugin_that_exits_at_import_is_a_load_error_naming_it(tmp_path: Path, monkeypatch, body, words) -> None:
+    (tmp_path / "quitter.py").write_text(body)
+    with pytest.raises(PluginLoadError) as info:
+        PluginRegistry.for_run([str(tmp_path / "quitter.py")], load_entry_points=False)
+    assert "quitter.py" in str(info.value) and words in str(info.value)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginLoadError, match="quitter"):
+        PluginRegistry.for_run(["quitter"], load_entry_points=False)
+
+
+def test_ctrl_c_while_a_plugin_imports_stays_ctrl_c(tmp_path: Path) -> None:
+    (tmp_path / "slow.py").write_text("raise KeyboardInterrupt\n")
+    with pytest.raises(KeyboardInterrupt):
+        PluginRegistry.for_run([str(tmp_path / "slow.py")], load_entry_points=False)

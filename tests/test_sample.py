@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from engine.sample import LAYOUTS, generate_sample
+from engine.sample import LAYOUTS, REVIEW_MIN_PAGES, generate_sample
 from plugins.template_extract import extract_fields, load_template
 from plugins.template_values import convert_weight
 from plugins.tesseract_ocr import ocr_image
@@ -68,11 +68,75 @@ def test_truth_values_are_normalized_and_consistent(archive) -> None:
         assert all(isinstance(fields[name], int) for name in ("gross_lb", "tare_lb", "net_lb"))
         assert fields["net_tons"] == round(fields["net_tons"], 2)
         if row["layout"] == "metric":  # kg converted one by one, and net tonnes to short tons
-            assert abs(fields["net_lb"] - (fields["gross_lb"] - fields["tare_lb"])) <= 1
             assert abs(fields["net_tons"] - fields["net_lb"] / 2000) <= 0.01
         else:
-            assert fields["net_lb"] == fields["gross_lb"] - fields["tare_lb"]
             assert fields["net_tons"] == round(fields["net_lb"] / 2000, 2)
+        if "net_mismatch" in row["expect_review"]:  # printed wrong on purpose: checked below
+            continue
+        if row["layout"] == "metric":
+            assert abs(fields["net_lb"] - (fields["gross_lb"] - fields["tare_lb"])) <= 1
+        else:
+            assert fields["net_lb"] == fields["gross_lb"] - fields["tare_lb"]
+
+
+def test_three_pages_are_for_review_for_real_reasons(archive) -> None:
+    rows = truth_rows(archive)
+    cases = {row["expect_review"][0]: row for row in rows if row["expect_review"]}
+    assert sorted(cases) == ["duplicate_ticket", "low_confidence", "net_mismatch"]
+    assert sum(bool(row["expect_review"]) for row in rows) == 3
+    assert not any(row["clean"] for row in cases.values())
+    duplicate = cases["duplicate_ticket"]
+    first = next(row for row in rows if (row["document"], row["page"]) ==
+                 (duplicate["duplicate_of"]["document"], duplicate["duplicate_of"]["page"]))
+    assert rows.index(first) < rows.index(duplicate)
+    assert first["fields"]["ticket_number"] == duplicate["fields"]["ticket_number"]
+    assert len({row["fields"]["ticket_number"] for row in rows}) == len(rows) - 1  # that one repeat only
+    fields = cases["net_mismatch"]["fields"]
+    assert abs(fields["net_lb"] - (fields["gross_lb"] - fields["tare_lb"])) > 0.01 * fields["net_lb"]
+    assert cases["low_confidence"]["layout"] == "list"
+
+
+def test_small_samples_have_no_review_pages(tmp_path) -> None:
+    rows = truth_rows(generate_sample(tmp_path / "small", pages=REVIEW_MIN_PAGES - 1, seed=3, broken=False))
+    assert len(rows) == REVIEW_MIN_PAGES - 1 and not any(row["expect_review"] for row in rows)
+
+
+def test_review_cases_leave_every_other_page_as_it_was(tmp_path, monkeypatch) -> None:
+    import engine.sample
+
+    with_cases = truth_rows(generate_sample(tmp_path / "cases", pages=10, seed=3, broken=False))
+    monkeypatch.setattr(engine.sample, "review_cases", lambda pages, seed: {})
+    without = truth_rows(generate_sample(tmp_path / "plain", pages=10, seed=3, broken=False))
+    changed = [index for index, (a, b) in enumerate(zip(with_cases, without)) if a != b]
+    assert changed == [index for index, row in enumerate(with_cases) if row["expect_review"]]
+    assert len(changed) == 3
+
+
+def test_generating_again_replaces_the_previous_sample_only(tmp_path) -> None:
+    generate_sample(tmp_path, pages=12, seed=1)
+    mine = tmp_path / "scans" / "notes.txt"
+    mine.write_text("keep me")
+    (tmp_path / "other.pdf").write_bytes(b"%PDF-keep")
+    again = generate_sample(tmp_path, pages=3, seed=1)
+    left = sorted(p.name for p in (tmp_path / "scans").iterdir())
+    assert left == sorted([p.name for p in again.documents] + ["broken-truncated.pdf", "notes.txt"])
+    assert len(truth_rows(again)) == 3
+    assert mine.read_text() == "keep me" and (tmp_path / "other.pdf").exists()
+    assert generate_sample(tmp_path, pages=3, seed=1, broken=False).broken_path is None
+    assert not (tmp_path / "scans" / "broken-truncated.pdf").exists()
+
+
+def test_bad_page_counts_and_a_file_for_a_folder_are_config_errors(tmp_path) -> None:
+    from engine.errors import ConfigError
+
+    for pages in (0, -3):
+        with pytest.raises(ConfigError, match="at least 1 page"):
+            generate_sample(tmp_path / "s", pages=pages)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        generate_sample(afile, pages=2)
+    assert not (tmp_path / "s").exists()
 
 
 def test_kg_truth_is_rounded_as_the_template_converts() -> None:
