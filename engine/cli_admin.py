@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,69 +53,67 @@ def add_commands(commands: Any) -> None:
 
 
 def _console() -> Console:
-    return Console(soft_wrap=True)
+    """Rich output on a terminal; piped to a file or a program, lines are never cut to a width."""
+    return Console(soft_wrap=True) if sys.stdout.isatty() else Console(soft_wrap=True, width=100_000)
+
+
+def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """A table on a terminal; elsewhere plain tab-separated lines (a header, then one per row),
+    whole, for a file or another program to read."""
+    if not sys.stdout.isatty():
+        for row in [columns, *rows]:
+            sys.stdout.write("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row) + "\n")
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    _console().print(table)
 
 
 def command_status(args: argparse.Namespace, registry: Any) -> int:
     from engine.ledger import open_existing
 
-    ledger = open_existing(Path(args.dir))
-    try:
+    with open_existing(Path(args.dir), read_only=True) as ledger:
         runs = ledger.runs()
         counts = ledger.counts()
-    finally:
-        ledger.close()
     if args.json:
         _console().print_json(json.dumps({"runs": runs, "pages": counts}, default=str))
         return 0
-    console = _console()
-    console.print(_runs_table(runs))
-    pages = Table(title=f"pages in {args.dir}")
-    for name in counts:
-        pages.add_column(name, justify="right")
-    pages.add_row(*(str(v) for v in counts.values()))
-    console.print(pages)
+    _print_runs(runs)
+    if not sys.stdout.isatty():
+        sys.stdout.write("\n")
+    _print_table(f"pages in {args.dir}", list(counts), [[str(v) for v in counts.values()]])
     return 0
 
 
 def command_runs(args: argparse.Namespace, registry: Any) -> int:
     from engine.ledger import open_existing
 
-    ledger = open_existing(Path(args.dir))
-    try:
+    with open_existing(Path(args.dir), read_only=True) as ledger:
         runs = ledger.runs()
-    finally:
-        ledger.close()
-    _console().print(_runs_table(runs))
+    _print_runs(runs)
     return 0
 
 
-def _runs_table(runs: list[dict[str, Any]]) -> Table:
-    table = Table(title="runs")
-    for column in ("id", "started", "finished", "status", "pages"):
-        table.add_column(column)
+def _print_runs(runs: list[dict[str, Any]]) -> None:
+    """Each run with the pages it committed (counted in the ledger, so a run that was killed
+    shows what it did)."""
+    rows = []
     for run in runs:
-        summary = run.get("summary") or {}
-        if isinstance(summary, str):
-            summary = json.loads(summary or "{}")
-        done = sum(summary.get(k, 0) for k in ("pages_ok", "pages_review", "pages_failed"))
-        table.add_row(str(run.get("id")), str(run.get("started") or ""), str(run.get("finished") or ""),
-                      str(run.get("status") or ""), str(done))
-    return table
+        pages = run.get("pages") or {}
+        rows.append([str(run.get("id")), str(run.get("started") or ""), str(run.get("finished") or ""),
+                     str(run.get("status") or ""), str(pages.get("pages", 0)), str(pages.get("ok", 0)),
+                     str(pages.get("review", 0)), str(pages.get("failed", 0))])
+    _print_table("runs", ["id", "started", "finished", "status", "pages", "ok", "review", "failed"], rows)
 
 
 def command_plugins(args: argparse.Namespace, registry: Any) -> int:
-    from engine.registry import PluginRegistry
-
-    if args.plugin:
-        registry = PluginRegistry.for_run(args.plugin)
-    table = Table(title="pagemill plugins")
-    table.add_column("plugin")
-    table.add_column("from")
-    table.add_column("hooks")
-    for row in registry.listing():
-        table.add_row(row.name, row.origin, ", ".join(h.removeprefix("pagemill_") for h in row.hooks))
-    _console().print(table)
+    # the registry holds every plugin: pagemill.toml's, PAGEMILL_PLUGINS' and --plugin's
+    rows = [[row.name, row.origin, ", ".join(h.removeprefix("pagemill_") for h in row.hooks)]
+            for row in registry.listing()]
+    _print_table("pagemill plugins", ["plugin", "from", "hooks"], rows)
     return 0
 
 
@@ -185,8 +184,7 @@ def command_export(args: argparse.Namespace, registry: Any) -> int:
     from engine.sinks import write_outputs, write_xlsx
 
     out = Path(args.dir)
-    ledger = open_existing(out)
-    try:
+    with open_existing(out, read_only=True) as ledger:  # also while a run is writing it
         runs = ledger.runs()
         report = (runs[-1].get("summary") or {}) if runs else {}
         if args.format == "xlsx":
@@ -194,7 +192,5 @@ def command_export(args: argparse.Namespace, registry: Any) -> int:
         else:
             paths = write_outputs(ledger, out, report)
             written = [paths["results.jsonl"]] if args.format == "jsonl" else [paths["results.csv"], paths["review.csv"]]
-    finally:
-        ledger.close()
     logger.info("wrote {}", ", ".join(str(p) for p in written))
     return 0

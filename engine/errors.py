@@ -60,8 +60,16 @@ class ConfigError(PagemillError):
     error_class = "critical"
 
 
+class EngineClosedError(PagemillError):
+    """An Engine used after close(): process(), run() and submit() need a new Engine."""
+
+
 class PluginLoadError(ConfigError):
     """A plugin could not be imported or registered."""
+
+
+class NoLedgerError(ConfigError):
+    """The folder given holds no pagemill ledger (status, runs, export, resume): a wrong folder."""
 
 
 class LedgerError(CriticalError):

@@ -166,9 +166,20 @@ class PageResult:
 
 @dataclass(frozen=True)
 class RunSummary:
+    """How a run ended. ``pages_ok``, ``pages_review`` and ``pages_failed`` are the pages this run
+    did; ``outputs_*`` are the pages the output folder holds after it (this run's and earlier
+    runs'), and decide the status and the exit code.
+
+    ``status``: ``finished`` (every page in the outputs done), ``partial`` (the outputs hold a
+    failed page), ``cancelled`` (stopped early; resumable), ``critical`` (stopped on a critical
+    condition: the OCR binary missing, the ledger or the outputs unwritable), ``crashed`` (an
+    unexpected exception in the parent: a bug, or a callback or hook that raised; every page
+    handed on is kept and the exception is raised again).
+    """
+
     run_id: int
     out_dir: str | None
-    status: str  # "finished", "partial", "cancelled", "critical"
+    status: str  # "finished", "partial", "cancelled", "critical", "crashed"
     pages_total: int
     pages_ok: int
     pages_review: int
@@ -184,12 +195,16 @@ class RunSummary:
     peak_workers: int = 0
     breaker_events: int = 0
     message: str = ""
+    outputs_ok: int = 0
+    outputs_review: int = 0
+    outputs_failed: int = 0
+    pages_done_before: int = 0  # in the outputs from earlier runs, not redone by this one
 
     @property
     def exit_code(self) -> int:
         """The CLI exit code this run maps to (DESIGN.md): 0, 1, 3 or 130."""
-        if self.status == "critical":
+        if self.status in ("critical", "crashed"):
             return 3
         if self.status == "cancelled":
             return 130
-        return 1 if self.pages_failed else 0
+        return 1 if self.status == "partial" or self.pages_failed or self.outputs_failed else 0

@@ -1,26 +1,31 @@
 """One run: discovery → scheduler → ledger → outputs, with the parent-side hooks.
 
-A page counts as done only once the ledger has committed it: ``RunSession.results()`` yields
-each page after its batch is committed, calls ``pagemill_page_done`` and the callbacks, and at the
-end writes the output files from the ledger.
+A page counts as done only once the ledger has committed it, and reaches the caller exactly once
+across the runs into one output folder: ``RunSession.results()`` commits pages in batches, then
+hands them on one by one — ``pagemill_page_done``, the callback, then the yield. When the run ends
+early (the consumer leaves the loop, or something raises), pages committed but not yet handed on
+are taken back out of the ledger, so the next run redoes and delivers them. At the end the output
+files are written from the ledger.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from loguru import logger
 
 from engine.config import EngineConfig
-from engine.errors import CriticalError
-from engine.ledger import LEDGER_NAME, Ledger
+from engine.discovery import sha256_of
+from engine.errors import CriticalError, LedgerError, PagemillError
+from engine.ledger import Ledger
 from engine.pipeline import merge_fields, status_of
 from engine.records import STAGES, Document, PageResult, RunSummary
 from engine.registry import PluginRegistry
+from engine.run_setup import open_ledger, preflight
 from engine.scheduler import (
     AttemptFailed,
     DocumentFailed,
@@ -30,26 +35,6 @@ from engine.scheduler import (
 )
 from engine.seen import SeenValues
 from engine.sinks import write_outputs
-
-
-
-def preflight(config: EngineConfig, registry: PluginRegistry) -> None:
-    """Critical conditions found before any work: output folder, free disk, plugin checks."""
-    if config.out_dir:
-        out = Path(config.out_dir)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            probe = out / ".pagemill-write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise CriticalError(f"output folder {out} is not writable: {exc.strerror or exc}") from None
-        free_mb = shutil.disk_usage(out).free / 2**20
-        if free_mb < config.min_free_disk_mb:
-            raise CriticalError(
-                f"only {free_mb:.0f} MB free on the disk of {out}; --min-free-disk is {config.min_free_disk_mb} MB"
-            )
-    registry.hook.pagemill_preflight(config=config)
 
 
 class RunSession:
@@ -73,7 +58,7 @@ class RunSession:
         self.on_page_done = on_page_done
         self.on_tick = on_tick
         self.seen = SeenValues()
-        self.counts = {"ok": 0, "review": 0, "failed": 0}
+        self.counts = {"ok": 0, "review": 0, "failed": 0}  # pages this run handed on
         self.errors_by_class: dict[str, int] = {}
         self.errors_by_type: dict[str, int] = {}
         self.stage_seconds = {stage: 0.0 for stage in STAGES}
@@ -83,8 +68,11 @@ class RunSession:
         self.summary: RunSummary | None = None
         self.done_before: set[tuple[str, int]] = set()
         self._document_pages: dict[str, int] = {}
+        self._document_paths: dict[str, str] = {}
+        self._copies_named: set[str] = set()
         self.on_committed: Callable[[PageResult, int], Any] | None = None
-        self._job_of: dict[tuple[str, int], int] = {}  # recorded, not yet committed: which job
+        self._job_of: dict[tuple[str, int], int] = {}  # recorded, not yet handed on: which job
+        self._undelivered: deque[PageResult] = deque()  # committed, not yet handed on
 
     @property
     def pages_done(self) -> int:
@@ -92,13 +80,19 @@ class RunSession:
 
     # ------------------------------------------------------------------ setup
     def prepare(self) -> None:
-        config = self.config
-        self.run_id = self.ledger.start_run({**config.snapshot(), "inputs": self.inputs})
+        config, ledger = self.config, self.ledger
+        stale = ledger.mark_interrupted()  # this run holds the folder: no other one is running
+        if stale:
+            logger.info("{} {} ended without finishing (the process is gone): marked interrupted",
+                        "runs" if len(stale) > 1 else "run", ", ".join(str(run) for run in stale))
+        self.run_id = ledger.start_run({**config.snapshot(), "inputs": self.inputs}, fresh=config.fresh)
         if not config.fresh:
-            self.done_before = self.ledger.done_keys(include_failed=not config.retry_failed)
-            for result in self.ledger.iter_results():  # rebuild the run-wide checks
+            self.done_before = ledger.done_keys(include_failed=not config.retry_failed)
+            for result in ledger.iter_results():  # rebuild the run-wide checks
                 self.registry.hook.pagemill_cross_check(result=result, seen=self.seen, config=config)
-        self._document_pages = self.ledger.document_pages() if self.done_before else {}
+        if self.done_before:
+            self._document_pages = ledger.document_pages()
+            self._document_paths = ledger.document_paths()
         self.scheduler.is_done = self.done_before.__contains__
         self.scheduler.document_done = self._document_done
         self.registry.hook.pagemill_run_started(
@@ -107,6 +101,7 @@ class RunSession:
 
     def _document_done(self, document: Document) -> bool:
         if (document.sha256, -1) in self.done_before:
+            self._seen_done(document)
             return True
         pages = self._document_pages.get(document.sha256)
         if not pages:
@@ -114,14 +109,36 @@ class RunSession:
         if all((document.sha256, index) in self.done_before for index in range(pages)):
             self.scheduler.pages_known += pages
             self.scheduler.pages_skipped += pages
+            self._seen_done(document)
             return True
         return False
 
+    def _seen_done(self, document: Document) -> None:
+        """A document done before, seen again: under a new name it was renamed (the ledger and
+        the outputs take the new name), unless the old name still holds the same content (a copy,
+        done once, said once)."""
+        known = self._document_paths.get(document.sha256)
+        if known is None or known == document.path:
+            return
+        if _same_content(Path(known), document) and Path(known).resolve() != Path(document.path).resolve():
+            if document.path not in self._copies_named:
+                self._copies_named.add(document.path)
+                logger.info("{}: same content as {}; done once", document.path, known)
+            return
+        self.ledger.rename_document(document.sha256, document.path)
+        self._document_paths[document.sha256] = document.path
+        logger.info("{}: renamed from {}; not redone", document.path, known)
+
     # -------------------------------------------------------------------- run
     def results(self) -> Iterator[PageResult]:
-        """Pages as they are committed. Closing the iterator early cancels the run."""
-        self.prepare()
-        status = "finished"
+        """Pages as they are committed and handed on. Closing the iterator early cancels the run;
+        an exception ends it as crashed (critical for a CriticalError) and is raised again."""
+        try:
+            self.prepare()
+        except BaseException:
+            self._close_ledger()
+            raise
+        status, failure = "finished", None
         try:
             for event in self.scheduler.run():
                 self._record(event)
@@ -132,12 +149,16 @@ class RunSession:
             yield from self._commit()
         except GeneratorExit:
             status = "cancelled"
-            self.scheduler.cancel(immediate=True)
-            self.scheduler.pool.terminate()
-            self._commit_quietly()
+            self._abandon()
+            raise
+        except BaseException as exc:
+            failure = exc
+            status = ("cancelled" if isinstance(exc, KeyboardInterrupt)
+                      else "critical" if isinstance(exc, CriticalError) else "crashed")
+            self._abandon()
             raise
         finally:
-            self._finish(status)
+            self._finish(status, failure)
 
     def _record(self, event: Any) -> None:
         ledger = self.ledger
@@ -178,17 +199,36 @@ class RunSession:
         return dataclasses.replace(result, issues=issues, status=status_of(issues))
 
     def _commit(self) -> Iterator[PageResult]:
-        committed = self.ledger.flush()
-        for result in committed:  # done now, whether or not the consumer takes them all
-            self._count(result)
+        """Commit the batch, then hand each page on: hooks and callback just before its yield. A
+        page is delivered once its yield is reached; until then it stays in ``_undelivered``."""
+        self._undelivered.extend(self.ledger.flush())
+        while self._undelivered:
+            result = self._undelivered[0]
             self.registry.hook.pagemill_page_done(result=result)
             if self.on_page_done:
                 self.on_page_done(result)
-        yield from committed
-
-    def _commit_quietly(self) -> None:
-        for result in self.ledger.flush():
+            self._undelivered.popleft()
             self._count(result)
+            yield result
+
+    def _abandon(self) -> None:
+        """Stop the workers at once (no task of this run reaches the next run of the engine) and
+        take back the pages committed or finished but not handed on."""
+        self.scheduler.cancel(immediate=True)
+        self.scheduler.pool.terminate()
+        try:
+            self._undelivered.extend(self.ledger.flush())
+        except LedgerError:
+            self.ledger.drop_buffer()  # not committed: redone by the next run anyway
+        keys = [result.key for result in self._undelivered]
+        self._undelivered.clear()
+        try:
+            taken = self.ledger.forget(self.run_id, keys)
+        except LedgerError as exc:
+            logger.warning("{} finished pages not handed on could not be taken back: {}", len(keys), exc)
+            return
+        if taken:
+            logger.info("{} finished pages were not handed on; the next run redoes them", taken)
 
     def uncommitted(self, job: int) -> bool:
         return job in self._job_of.values()
@@ -205,27 +245,62 @@ class RunSession:
             self.errors_by_type[result.error.type] = self.errors_by_type.get(result.error.type, 0) + 1
 
     # ----------------------------------------------------------------- ending
-    def _finish(self, status: str) -> None:
-        scheduler = self.scheduler
-        if scheduler.critical is not None:
-            status = "critical"
-        elif scheduler.cancel_requested and status == "finished":
-            status = "cancelled"
-        elif status == "finished" and self.counts["failed"]:
-            status = "partial"
-        summary = self.make_summary(status)
-        self.summary = summary
-        self.ledger.finish_run(self.run_id, status, _jsonable(summary))
-        if self.config.out_dir:
-            write_outputs(self.ledger, Path(self.config.out_dir), _jsonable(summary))
-        self.registry.hook.pagemill_run_finished(summary=summary)
+    def _finish(self, status: str, failure: BaseException | None) -> None:
+        """Status, summary, outputs, the run's record; the ledger closed and the folder released;
+        then the hook. While a failure is in flight nothing here may hide it: errors are logged."""
+        quiet = failure is not None or status == "cancelled"
+        try:
+            summary = self._conclude(status, failure)
+            self._close_ledger()
+            self.registry.hook.pagemill_run_finished(summary=summary)
+        except Exception as exc:
+            self._close_ledger()
+            if not quiet:
+                raise
+            logger.error("while ending the run: {}", _one_line(exc))
 
-    def make_summary(self, status: str) -> RunSummary:
+    def _conclude(self, status: str, failure: BaseException | None) -> RunSummary:
+        scheduler = self.scheduler
+        message = _one_line(failure) if failure is not None else ""
+        if status == "finished" and scheduler.critical is not None:
+            status, message = "critical", scheduler.critical.one_line()
+        elif status == "finished" and scheduler.cancel_requested:
+            status = "cancelled"
+        totals = self.ledger.counts()  # the pages in the outputs, this run's and earlier ones
+        if status == "finished" and totals["failed"]:
+            status = "partial"
+        summary = self.summary = self.make_summary(status, totals, message)
+        if self.config.out_dir:
+            out = Path(self.config.out_dir)
+            try:
+                write_outputs(self.ledger, out, _jsonable(summary))
+            except OSError as exc:
+                summary = self.summary = self._critical(summary, f"cannot write the outputs in {out}: "
+                                                        f"{exc.strerror or exc}; every finished page is kept in the "
+                                                        f"ledger (pagemill export {out} --format jsonl writes them)")
+        try:
+            self.ledger.finish_run(self.run_id, summary.status, _jsonable(summary))
+        except LedgerError as exc:
+            summary = self.summary = self._critical(summary, str(exc))
+        return summary
+
+    def _critical(self, summary: RunSummary, message: str) -> RunSummary:
+        if summary.status in ("critical", "crashed"):
+            return summary
+        return dataclasses.replace(summary, status="critical", message=message)
+
+    def _close_ledger(self) -> None:
+        try:
+            self.ledger.close()
+        except LedgerError as exc:
+            logger.error("{}", exc)
+
+    def make_summary(self, status: str, totals: dict[str, int] | None = None, message: str = "") -> RunSummary:
         wall = time.perf_counter() - self.started
         snapshot = self.scheduler.pool.board.snapshot()
         pages = self.pages_done
-        message = ""
-        if self.scheduler.critical is not None:
+        totals = totals if totals is not None else {**self.counts, "pages": pages}
+        if not message and self.scheduler.critical is not None:
             message = self.scheduler.critical.one_line()
         return RunSummary(
             run_id=self.run_id,
@@ -246,20 +321,29 @@ class RunSession:
             peak_workers=self.scheduler.pool.peak_workers,
             breaker_events=sum(self.scheduler.breakers.counts().values()),
             message=message,
+            outputs_ok=totals["ok"],
+            outputs_review=totals["review"],
+            outputs_failed=totals["failed"],
+            pages_done_before=max(0, totals["pages"] - pages),
         )
+
+
+def _same_content(path: Path, document: Document) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size == document.size and sha256_of(path) == document.sha256
+    except OSError:
+        return False
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error) if isinstance(error, PagemillError) else f"{type(error).__name__}: {error}"
+    return text.replace("\n", " ")
 
 
 def _jsonable(summary: RunSummary) -> dict[str, Any]:
     data = dataclasses.asdict(summary)
     data["exit_code"] = summary.exit_code
     return data
-
-
-def open_ledger(config: EngineConfig) -> Ledger:
-    path = Path(config.out_dir) / LEDGER_NAME if config.out_dir else None
-    if path is not None:
-        logger.debug("ledger {}", path)
-    return Ledger(path)
 
 
 __all__ = ["RunSession", "preflight", "open_ledger", "merge_fields"]

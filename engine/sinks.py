@@ -1,19 +1,21 @@
-"""Result outputs, written from the ledger (never from memory), each file replaced atomically.
+"""Result outputs, written from the ledger (never from memory), replaced together and atomically.
 
-``write_outputs`` writes, in one pass over the committed pages (ordered by document, then page):
+``write_outputs`` writes, in one pass over the pages in the outputs (ordered by document, then page):
 
-- ``results.jsonl``: one JSON record per page (see :func:`page_record`);
+- ``results.jsonl``: one JSON record per page (see :func:`engine.output_record.page_record`), the
+  record the ledger stored when the page was committed, written as it is;
 - ``results.csv``: one row per page — document, page, status, one column per field name (in the
-  order the names first appear), confidence (the mean of the page's field confidences), issues
-  (their codes joined by "; ", or the error's type for a failed page);
+  order given, else in the order the names first appear), confidence (the mean of the page's
+  field confidences), issues (their codes joined by "; ", or the error's type for a failed page);
 - ``review.csv``: the pages with status review or failed — document, page, status, reasons;
 - ``report.json``: the report passed in, plus totals counted from the ledger.
 
 ``write_xlsx`` writes the same table as a workbook (``pagemill export --format xlsx``).
 
-Each file is written to a temporary file in the output folder and moved into place with
-``os.replace``, so a reader sees the old file or the new one, never half of one. A CSV cell that
-a spreadsheet would run as a formula (text starting with ``=``, ``+``, ``-``, ``@``) gets a leading
+Each file is written to a temporary file in the output folder; once all four are complete and
+synced they are moved into place with ``os.replace``, so a reader sees the old files or the new
+ones, never half of one (a full disk leaves the previous outputs as they were). A CSV cell that a
+spreadsheet would run as a formula (text starting with ``=``, ``+``, ``-``, ``@``) gets a leading
 ``'``; numbers are written as they are. The JSONL file keeps every value unchanged.
 """
 
@@ -24,68 +26,87 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
 from engine.errors import ConfigError
-from engine.ledger import Ledger, mean_confidence
+from engine.ledger_queries import LedgerReader, OUTPUT_COLUMNS, result_of
+from engine.output_record import dumps, encode_record, mean_confidence, page_record, record_line
 from engine.records import PageResult
 
 OUTPUT_NAMES = ("results.jsonl", "results.csv", "review.csv", "report.json")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# the order write_outputs unpacks a row in
+assert OUTPUT_COLUMNS[:14] == ("record", "fields", "issues", "confidence", "sha256", "page_index", "document",
+                               "page_count", "status", "attempts", "error_class", "error_type", "error_message",
+                               "error_stage")
+
+__all__ = ["OUTPUT_NAMES", "atomic_file", "csv_cell", "page_record", "review_reasons", "write_outputs", "write_xlsx"]
+
+
+class _Pending:
+    """A file written under a temporary name next to ``path``, moved into place by ``commit``.
+
+    The temporary file is created like any other (the umask applies), so the result has the usual
+    permissions."""
+
+    def __init__(self, path: Path, mode: str = "w") -> None:
+        self.path = path
+        self.temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        options: dict[str, Any] = {"encoding": "utf-8", "newline": ""} if "b" not in mode else {}
+        self.handle: IO[Any] = open(self.temporary, mode.replace("w", "x"), **options)
+
+    def finish(self) -> None:
+        """Write out and sync the whole file (where a full disk shows)."""
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+
+    def commit(self) -> None:
+        os.replace(self.temporary, self.path)
+
+    def discard(self) -> None:
+        try:
+            self.handle.close()
+        except OSError:
+            pass  # a buffer that cannot be written out: the file goes anyway
+        self.temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def _replaced_together(paths: Sequence[Path]) -> Iterator[list[_Pending]]:
+    """Temporary files for ``paths``; all moved into place once every one is complete, none if
+    the block or any write raises."""
+    pending: list[_Pending] = []
+    try:
+        for path in paths:
+            pending.append(_Pending(path))
+        yield pending
+        for item in pending:
+            item.finish()
+    except BaseException:
+        for item in pending:
+            item.discard()
+        raise
+    for item in pending:
+        item.commit()
 
 
 @contextmanager
 def atomic_file(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """A file that appears at ``path`` only once it is complete (temporary file + ``os.replace``).
-
-    The temporary file is created like any other (the umask applies), so the result has the usual
-    permissions; it is removed if the block raises."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    text = "b" not in mode
-    options: dict[str, Any] = {"encoding": "utf-8", "newline": ""} if text else {}
+    """A file that appears at ``path`` only once it is complete (temporary file + ``os.replace``);
+    removed if the block raises."""
+    item = _Pending(path, mode)
     try:
-        with open(temporary, mode.replace("w", "x"), **options) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        yield item.handle
+        item.finish()
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        item.discard()
         raise
-
-
-def _json_safe(value: Any) -> Any:
-    """``value`` with NaN and infinities as None, so that every JSON reader takes the record."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    return value
-
-
-def page_record(result: PageResult) -> dict[str, Any]:
-    """One line of results.jsonl."""
-    error = result.error
-    return _json_safe({
-        "document": result.document,
-        "sha256": result.sha256,
-        "page": result.page,
-        "status": result.status,
-        "fields": {n: {"value": f.value, "confidence": round(f.confidence, 4), "raw": f.raw}
-                   for n, f in result.fields.items()},
-        "issues": [{"code": i.code, "message": i.message, "field": i.field} for i in result.issues],
-        "error": {"class": error.error_class, "type": error.type, "message": error.message, "stage": error.stage}
-        if error else None,
-        "stage_seconds": {k: round(v, 4) for k, v in result.stage_seconds.items()},
-        "attempts": result.attempts,
-        "text_source": result.text_source,
-    })
+    item.commit()
 
 
 def review_reasons(result: PageResult) -> str:
@@ -97,13 +118,6 @@ def review_reasons(result: PageResult) -> str:
         return f"{error.error_class} error{where}: {error.one_line()}"
     issues = [i for i in result.issues if i.severity != "info"] or list(result.issues)
     return "; ".join(i.message for i in issues)
-
-
-def issue_summary(result: PageResult) -> str:
-    """The issues cell of results.csv."""
-    if result.issues:
-        return "; ".join(i.code for i in result.issues)
-    return f"error: {result.error.type}" if result.error else ""
 
 
 def csv_cell(value: Any) -> Any:
@@ -126,43 +140,71 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def write_outputs(ledger: Ledger, out_dir: Path, report: dict[str, Any]) -> dict[str, Path]:
-    """Write results.jsonl, results.csv, review.csv and report.json from the ledger's committed
-    pages; returns their paths by name."""
+def _issues_cells(issues: str | None, error_class: str | None, error_type: str | None, error_message: str | None,
+                  error_stage: str | None) -> tuple[str, str]:
+    """The issues cell of results.csv (the issues' codes, or the error's type) and the reasons
+    cell of review.csv (as :func:`review_reasons`), from a page's stored columns."""
+    listed = json.loads(issues) if issues and issues != "[]" else []
+    codes = "; ".join(i["code"] for i in listed)
+    if error_class:
+        where = f" in {error_stage}" if error_stage else ""
+        reasons = f"{error_class} error{where}: {error_type}: {error_message}".replace("\n", " ")
+        return codes or f"error: {error_type}", reasons
+    shown = [i for i in listed if i.get("severity", "review") != "info"] or listed
+    return codes, "; ".join(i["message"] for i in shown)
+
+
+def column_order(ledger: LedgerReader, field_order: Sequence[str] | None = None) -> list[str]:
+    """The field columns of results.csv: ``field_order`` first, then any other field found, in
+    the order the names first appear."""
+    found = ledger.field_names()
+    if field_order is None:
+        return found
+    given = list(dict.fromkeys(field_order))
+    return given + [name for name in found if name not in set(given)]
+
+
+def write_outputs(ledger: LedgerReader, out_dir: Path, report: dict[str, Any],
+                  field_order: Sequence[str] | None = None) -> dict[str, Path]:
+    """Write results.jsonl, results.csv, review.csv and report.json from the pages in the outputs
+    of the ledger; returns their paths by name. ``field_order`` fixes the first field columns of
+    results.csv. An OSError (a full disk) leaves the previous files as they were."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / name for name in OUTPUT_NAMES}
-    names = ledger.field_names()
+    names = column_order(ledger, field_order)
     totals = {"pages": 0, "ok": 0, "review": 0, "failed": 0}
     by_class: dict[str, int] = {}
     by_type: dict[str, int] = {}
-    with ExitStack() as stack:
-        jsonl = stack.enter_context(atomic_file(paths["results.jsonl"]))
-        table = csv.writer(stack.enter_context(atomic_file(paths["results.csv"])))
-        review = csv.writer(stack.enter_context(atomic_file(paths["review.csv"])))
+    with _replaced_together([paths[name] for name in OUTPUT_NAMES]) as (jsonl, results, review, report_file):
+        write_line = jsonl.handle.write
+        table = csv.writer(results.handle)
+        queue = csv.writer(review.handle)
         table.writerow(["document", "page", "status", *names, "confidence", "issues"])
-        review.writerow(["document", "page", "status", "reasons"])
-        for result in ledger.iter_results():
-            jsonl.write(json.dumps(page_record(result), ensure_ascii=False, default=str) + "\n")
-            confidence = mean_confidence(result.fields)
+        queue.writerow(["document", "page", "status", "reasons"])
+        for row in ledger.output_rows():
+            (record, fields_text, issues, confidence, _sha, index, document, _count, status, _attempts, error_class,
+             error_type, error_message, error_stage, *_rest) = row
+            if record is None:  # a page committed before records were kept
+                record = encode_record(result_of(dict(zip(OUTPUT_COLUMNS, row))))
+            write_line(record_line(document, record))
+            fields = json.loads(fields_text) if fields_text and fields_text != "{}" else {}
+            issues_cell, reasons = _issues_cells(issues, error_class, error_type, error_message, error_stage)
             table.writerow([
-                csv_cell(result.document), result.page, result.status,
-                *(csv_cell(result.fields[n].value) if n in result.fields else "" for n in names),
+                csv_cell(document), index + 1, status,
+                *(csv_cell(fields[n]["value"]) if n in fields else "" for n in names),
                 "" if confidence is None else round(confidence, 3),
-                csv_cell(issue_summary(result)),
+                csv_cell(issues_cell),
             ])
             totals["pages"] += 1
-            totals[result.status] = totals.get(result.status, 0) + 1
-            if result.error is not None:
-                by_class[result.error.error_class] = by_class.get(result.error.error_class, 0) + 1
-                by_type[result.error.type] = by_type.get(result.error.type, 0) + 1
-            if result.status != "ok":
-                review.writerow([csv_cell(result.document), result.page, result.status,
-                                 csv_cell(review_reasons(result))])
-    with atomic_file(paths["report.json"]) as handle:
+            totals[status] = totals.get(status, 0) + 1
+            if error_class:
+                by_class[error_class] = by_class.get(error_class, 0) + 1
+                by_type[error_type or ""] = by_type.get(error_type or "", 0) + 1
+            if status != "ok":
+                queue.writerow([csv_cell(document), index + 1, status, csv_cell(reasons)])
         merged = {**report, **totals, "errors_by_class": by_class, "errors_by_type": by_type}
-        json.dump(_json_safe(merged), handle, indent=2, ensure_ascii=False, default=str)
-        handle.write("\n")
+        report_file.handle.write(dumps(merged, indent=2) + "\n")
     return paths
 
 
@@ -185,7 +227,7 @@ def typed_value(field_type: str, value: Any) -> Any:
     return str(value)
 
 
-def write_xlsx(ledger: Ledger, path: Path, report: dict[str, Any] | None = None) -> Path:
+def write_xlsx(ledger: LedgerReader, path: Path, report: dict[str, Any] | None = None) -> Path:
     """Tickets (typed columns), Review (the reason per page) and Summary sheets, from the ledger."""
     try:
         from openpyxl import Workbook

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import LedgerError
+from engine.errors import LedgerError, NoLedgerError
 from engine.ledger import Ledger, open_existing
 from engine.records import ErrorInfo, Field, Issue, PageResult
 
@@ -38,10 +38,10 @@ def files_of(folder: Path) -> dict[str, bytes]:
 def test_a_new_ledger_has_the_schema_its_version_and_wal(tmp_path) -> None:
     Ledger(tmp_path / "ledger.sqlite").close()
     with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == Ledger.SCHEMA_VERSION == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == Ledger.SCHEMA_VERSION == 2
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         meta = dict(db.execute("select key, value from meta").fetchall())
-        assert meta["app"] == "pagemill" and meta["schema_version"] == "1"
+        assert meta["app"] == "pagemill" and meta["schema_version"] == "2"
         tables = {name for (name,) in db.execute("select name from sqlite_master where type='table'")}
         assert {"meta", "runs", "documents", "pages", "attempts"} <= tables
         columns = {row[1] for row in db.execute("PRAGMA table_info(pages)")}
@@ -76,7 +76,7 @@ def test_reopening_keeps_runs_documents_and_pages(tmp_path) -> None:
 
 
 def test_open_existing_needs_a_ledger(tmp_path) -> None:
-    with pytest.raises(LedgerError, match="no pagemill ledger") as caught:
+    with pytest.raises(NoLedgerError, match="no pagemill ledger") as caught:
         open_existing(tmp_path)
     assert str(tmp_path) in str(caught.value)
     assert not (tmp_path / "ledger.sqlite").exists()
@@ -142,7 +142,7 @@ def test_a_newer_schema_is_a_clear_error_and_untouched(tmp_path, how) -> None:
     if how == "meta":
         db.execute("update meta set value = '99' where key = 'schema_version'")
     else:
-        db.execute("PRAGMA user_version=2")
+        db.execute(f"PRAGMA user_version={Ledger.SCHEMA_VERSION + 1}")
     db.commit()
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()

@@ -150,11 +150,13 @@ def test_a_failure_while_writing_leaves_the_previous_files_whole(ledger, tmp_pat
     write_outputs(ledger, out, {})
     before = {name: (out / name).read_bytes() for name in OUTPUT_NAMES}
 
-    def broken(run_id=None):
-        yield ticket("/in/a.pdf", SHA_A, 1)
+    real = ledger.output_rows
+
+    def broken():
+        yield next(real())
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ledger, "iter_results", broken)
+    monkeypatch.setattr(ledger, "output_rows", broken)
     with pytest.raises(OSError):
         write_outputs(ledger, out, {})
     assert {name: (out / name).read_bytes() for name in OUTPUT_NAMES} == before
