@@ -33,12 +33,20 @@ class SqliteSink:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, check_same_thread=False)
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS tickets (sha256 TEXT NOT NULL, page INTEGER NOT NULL, document TEXT, "
-            "status TEXT, confidence REAL, issues TEXT, error TEXT, PRIMARY KEY (sha256, page))"
-        )
-        self.columns = {row[1] for row in self.db.execute("PRAGMA table_info(tickets)")}
+        db: sqlite3.Connection | None = None
+        try:
+            db = sqlite3.connect(path, check_same_thread=False)
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS tickets (sha256 TEXT NOT NULL, page INTEGER NOT NULL, document TEXT, "
+                "status TEXT, confidence REAL, issues TEXT, error TEXT, PRIMARY KEY (sha256, page))"
+            )
+            self.columns = {row[1] for row in db.execute("PRAGMA table_info(tickets)")}
+        except sqlite3.Error as exc:
+            if db is not None:
+                db.close()
+            folder = "" if path.parent.is_dir() else f" (folder {path.parent} does not exist)"
+            raise ConfigError(f"--sink sqlite:///{path}: cannot open {path}{folder}: {exc}") from None
+        self.db = db
 
     def _column(self, name: str) -> str:
         column = "f_" + re.sub(r"[^0-9a-zA-Z_]", "_", name)

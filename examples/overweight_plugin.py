@@ -9,20 +9,21 @@ package it and register it under the entry-point group ``pagemill``:
 
 from __future__ import annotations
 
+import argparse
 import re
 
-from engine import Field, Issue, hookimpl
+from engine import EngineConfig, Field, Issue, OcrResult, PageTask, hookimpl
 
 OPERATOR = re.compile(r"(?:weighmaster|operator)\s*[:\-]?\s*([A-Z][a-z]+(?: [A-Z][a-z]+)?)", re.IGNORECASE)
 
 
 @hookimpl
-def pagemill_add_options(parser):
+def pagemill_add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-gross", type=float, default=None, help="flag loads heavier than this many lb (80000)")
 
 
 @hookimpl
-def pagemill_extract(page, ocr, config):
+def pagemill_extract(page: PageTask, ocr: OcrResult, config: EngineConfig) -> list[Field]:
     match = OPERATOR.search(ocr.text)
     if match is None:
         return []
@@ -30,7 +31,7 @@ def pagemill_extract(page, ocr, config):
 
 
 @hookimpl
-def pagemill_validate(page, fields, config):
+def pagemill_validate(page: PageTask, fields: dict[str, Field], config: EngineConfig) -> list[Issue]:
     limit = float(config.options.get("max_gross") or 80000)
     gross = fields.get("gross_lb")
     if gross is not None and float(gross.value) > limit:

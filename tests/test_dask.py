@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from engine.api import Engine
 from engine.config import EngineConfig
+from engine.errors import ConfigError, CriticalError
+from engine.ledger import LEDGER_NAME, Ledger
 from engine.sample import generate_sample
 
 pytest.importorskip("distributed")
@@ -46,3 +49,177 @@ def test_plugin_not_importable_on_a_worker_is_a_clear_critical_error(tmp_path, n
     summary = engine.run(archive)
     assert summary.status == "critical" and summary.exit_code == 3
     assert "only_here" in summary.message
+
+
+# --------------------------------------------------------------------------- faults on a Dask cluster
+HANG_PLUGIN = """
+import os, time
+from engine import Field, hookimpl
+
+@hookimpl
+def pagemill_extract(page, ocr, config):
+    options = config.options
+    if page.index == 1 and page.document.endswith("doc000.noop"):
+        marker = options.get("hang_marker")
+        if marker is None or not os.path.exists(marker):
+            if marker is not None:
+                open(marker, "w").close()
+            time.sleep(float(options.get("hang_s", 0)))
+    return [Field("version", VERSION, 0.9)]
+"""
+
+
+def hang_plugin(folder: Path, version: str = "1") -> Path:
+    """Page 2 of doc000 sleeps ``hang_s`` (only on its first attempt when ``hang_marker`` is set);
+    every page gets the field ``version``."""
+    path = folder / "hang_plugin.py"
+    path.write_text(f"VERSION = {version!r}\n" + HANG_PLUGIN)
+    return path
+
+
+@pytest.fixture
+def threads_cluster():
+    """An in-process cluster (no nanny: a busy worker cannot be restarted)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def process_cluster():
+    """One worker process under a nanny: it pickles and can be restarted."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        yield cluster
+
+
+def dask_config(out: Path, cluster, plugin: Path | None = None, **changes) -> EngineConfig:
+    options = {"noop_ms": 20, **changes.pop("options", {})}
+    values = dict(out_dir=str(out), workers="2", executor="dask", scheduler_address=cluster.scheduler_address,
+                  plugins=((str(plugin),) if plugin else ()) + ("plugins.noop",), load_entry_points=False,
+                  options=options, max_attempts=2, retry_base_delay=0.05)
+    values.update(changes)
+    return EngineConfig(**values)
+
+
+def results_of(out: Path) -> dict[tuple[str, int], dict]:
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    return {(Path(r["document"]).name, r["page"]): r for r in records}
+
+
+def test_a_page_past_its_timeout_is_retried_then_poison_and_never_lost(tmp_path, noop_archive, threads_cluster) -> None:
+    threads_cluster.scale(2)
+    threads_cluster.wait_for_workers(2)
+    archive = noop_archive([3, 3])
+    config = dask_config(tmp_path / "out", threads_cluster, hang_plugin(tmp_path), page_timeout=0.3,
+                         options={"hang_s": 0.8})
+    summary = Engine(config).run(archive)
+    assert summary.status == "partial" and summary.pages_total == 6
+    results = results_of(tmp_path / "out")
+    assert len(results) == 6
+    hung = results[("doc000.noop", 2)]
+    assert hung["status"] == "failed" and "ran past 0.3 s" in hung["error"]["message"] and hung["attempts"] == 2
+    assert all(r["status"] == "ok" for key, r in results.items() if key != ("doc000.noop", 2))
+
+
+def test_pages_queued_behind_a_hung_one_are_not_charged_for_the_wait(tmp_path, noop_archive, threads_cluster) -> None:
+    archive = noop_archive([3, 3])  # one Dask worker thread, two slots: a page waits behind the hung one
+    config = dask_config(tmp_path / "out", threads_cluster, hang_plugin(tmp_path), page_timeout=0.4,
+                         options={"hang_s": 0.9})
+    summary = Engine(config).run(archive)
+    failed = [key for key, r in results_of(tmp_path / "out").items() if r["status"] != "ok"]
+    assert failed == [("doc000.noop", 2)]
+    assert summary.pages_ok == 5
+
+
+@pytest.mark.slow
+def test_a_worker_stuck_past_the_deadline_is_restarted_and_serves_again(tmp_path, noop_archive, process_cluster) -> None:
+    from distributed import Client
+
+    archive = noop_archive([3, 2])
+    config = dask_config(tmp_path / "out", process_cluster, hang_plugin(tmp_path), page_timeout=0.5,
+                         options={"hang_s": 60, "hang_marker": str(tmp_path / "hung-once")})
+    with Client(process_cluster) as client:
+        before = set(client.run(os.getpid).values())
+        summary = Engine(config).run(archive)  # without a restart the only worker sleeps 60 s
+        after = set(client.run(os.getpid).values())
+    assert summary.status == "finished" and summary.pages_ok == 5
+    assert results_of(tmp_path / "out")[("doc000.noop", 2)]["attempts"] == 2
+    assert before and after and not before & after  # a new worker process took the stuck one's place
+
+
+def test_relative_inputs_reach_workers_running_in_another_folder(tmp_path, noop_archive, process_cluster, monkeypatch) -> None:
+    from distributed import Client
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    noop_archive([2, 1])
+    with Client(process_cluster) as client:
+        client.run(os.chdir, str(elsewhere))
+    monkeypatch.chdir(tmp_path)
+    summary = Engine(dask_config(tmp_path / "out", process_cluster)).run("archive")
+    assert summary.pages_ok == 3
+    documents = sorted({r["document"] for r in results_of(tmp_path / "out").values()})
+    assert documents == ["archive/doc000.noop", "archive/doc001.noop"]  # as the user gave them
+
+
+def test_a_changed_plugin_file_is_loaded_again_by_long_lived_workers(tmp_path, noop_archive, process_cluster) -> None:
+    archive = noop_archive([2])
+    plugin = hang_plugin(tmp_path, version="1")
+    Engine(dask_config(tmp_path / "first", process_cluster, plugin)).run(archive)
+    plugin = hang_plugin(tmp_path, version="2")
+    Engine(dask_config(tmp_path / "second", process_cluster, plugin)).run(archive)
+    first, second = results_of(tmp_path / "first"), results_of(tmp_path / "second")
+    assert {r["fields"]["version"]["value"] for r in first.values()} == {"1"}
+    assert {r["fields"]["version"]["value"] for r in second.values()} == {"2"}
+
+
+# --------------------------------------------------------------------------- the scheduler's address
+@pytest.mark.parametrize("address", ["127.0.0.1:notaport", "tcp://127.0.0.1:99999", "nosuch://host:1"])
+def test_a_malformed_scheduler_address_is_a_usage_error(tmp_path, noop_archive, address) -> None:
+    config = EngineConfig(out_dir=str(tmp_path / "out"), executor="dask", scheduler_address=address,
+                          plugins=("plugins.noop",), load_entry_points=False)
+    with pytest.raises(ConfigError, match="scheduler address"):
+        Engine(config).run(noop_archive([1]))
+
+
+def test_an_unreachable_scheduler_is_a_critical_error_naming_it(tmp_path, noop_archive, monkeypatch) -> None:
+    import socket
+
+    import engine.executors.dask as dask_executor
+
+    monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT", 0.5)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    config = EngineConfig(out_dir=str(tmp_path / "out"), executor="dask", scheduler_address=address,
+                          plugins=("plugins.noop",), load_entry_points=False)
+    with pytest.raises(CriticalError, match=f"cannot reach the dask scheduler at {address}"):
+        Engine(config).run(noop_archive([1]))
+
+
+@pytest.mark.timeout(60)
+def test_a_scheduler_lost_mid_run_stops_the_run_critical_and_keeps_what_was_done(tmp_path, noop_archive, monkeypatch) -> None:
+    from distributed import LocalCluster
+
+    import engine.executors.dask as dask_executor
+
+    monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT", 0.5)  # how long the client tries to get it back
+    archive = noop_archive([5, 5, 5])
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None, protocol="tcp")
+    seen: list[str] = []
+
+    def on_page_done(result) -> None:
+        seen.append(result.document)
+        if len(seen) == 2:
+            cluster.close()  # the scheduler goes away mid-run
+
+    config = dask_config(tmp_path / "out", cluster, options={"noop_ms": 30})
+    summary = Engine(config, on_page_done=on_page_done).run(archive)
+    assert summary.status == "critical" and summary.exit_code == 3
+    assert f"lost the dask scheduler at {cluster.scheduler_address}" in summary.message
+    with Ledger(tmp_path / "out" / LEDGER_NAME) as ledger:
+        assert ledger.runs()[-1]["status"] == "critical"
+        assert ledger.counts()["pages"] == len(seen) < 15  # what was done is kept, for the resume

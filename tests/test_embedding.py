@@ -119,3 +119,26 @@ def test_the_readme_example_plugin_adds_a_field_an_issue_and_an_option(tmp_path)
     done = subprocess.run([sys.executable, "-m", "engine.cli", "run", "--help", "--plugin", str(path)],
                           capture_output=True, text=True, timeout=60, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert "--max-gross" in done.stdout
+
+
+def test_the_example_etl_job_makes_its_folder_and_a_rerun_restores_a_lost_ticket(tmp_path) -> None:
+    import sqlite3
+
+    work = tmp_path / "new" / "work"  # not there yet
+
+    def etl(*extra: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, str(ROOT / "examples" / "etl_job.py"), *extra, "--work", str(work)],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    first = etl("--pages", "3")
+    assert "loaded 3 tickets this run" in first.stdout
+    with sqlite3.connect(work / "tickets.db") as db:  # as if killed between the ledger's commit and the table's
+        db.execute("DELETE FROM tickets WHERE page = 2")
+    again = etl(str(work / "sample" / "scans"))
+    assert "loaded 0 tickets this run (1 recovered from the ledger)" in again.stdout
+    with sqlite3.connect(work / "tickets.db") as db:
+        rows = db.execute("SELECT sha256, page FROM tickets ORDER BY page").fetchall()
+    assert [page for _, page in rows] == [1, 2, 3] and len(set(rows)) == 3
+    assert (work / "tickets.csv").read_text().count("\n") == 4

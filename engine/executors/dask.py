@@ -7,48 +7,55 @@ pool: :class:`DaskPool` only replaces the worker processes. Each task is a Dask 
 page's priority (higher first in Dask, so urgent pages get the highest number); plugins reach the
 workers as the same picklable specs our own workers use, and a plugin that cannot be imported on a
 worker is a critical error naming it.
+
+A page's deadline starts when a Dask worker starts it (the task reports its start as a Dask
+event), not when it is submitted: pages queued behind a slow one are not charged for the wait. A
+page past its deadline is given up like a killed local worker, and its Dask worker is restarted
+(through its nanny), since a running Dask task cannot be stopped otherwise.
 """
 
 from __future__ import annotations
 
-import hashlib
+import collections
 import multiprocessing
+import os
 import pickle
+import threading
 import time
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from loguru import logger
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, CriticalError
+from engine.executors.remote import plugin_fingerprint, run_remote
 from engine.pagequeue import Task
+from engine.pipeline import StageFailure
 from engine.pool import PoolEvent
 from engine.progress import ProgressBoard, SlotWriter
-from engine.records import STAGES
+from engine.records import STAGES, ErrorInfo
 
-_PIPELINES: dict[str, Any] = {}
+CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler, and to get it back once the connection drops
+RESTART_TIMEOUT = 60.0
+DEFAULT_PORT = 8786
 
 
-def run_remote(specs_blob: bytes, config: Any, seq: int, kind: str, payload: Any) -> tuple[int, str, Any]:
-    """Runs on a Dask worker: one task through a pipeline cached per worker process."""
-    from engine.pipeline import PagePipeline, StageError
-    from engine.registry import PluginRegistry
+def check_scheduler_address(address: str) -> None:
+    """A malformed address is a usage error, told at once rather than after a connection timeout."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import backends
 
-    key = hashlib.sha256(specs_blob).hexdigest() + repr(config)
-    pipeline = _PIPELINES.get(key)
-    if pipeline is None:
-        try:
-            registry = PluginRegistry.from_specs(pickle.loads(specs_blob))
-        except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
-            return (seq, "fatal", f"{type(exc).__name__}: {exc}")
-        pipeline = PagePipeline(registry, config)
-        _PIPELINES[key] = pipeline
     try:
-        if kind == "ingest":
-            return (seq, "pages", pipeline.ingest(payload))
-        return (seq, "result", pipeline.process(payload))
-    except StageError as exc:
-        return (seq, "failure", exc.failure)
+        scheme, location = parse_address(address)
+        if scheme not in backends:
+            raise ValueError(f"unknown protocol {scheme!r} (use one of {', '.join(sorted(backends))})")
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            host, port = parse_host_port(location, DEFAULT_PORT)
+            if not host or not 0 < int(port) < 65536:
+                raise ValueError("expected HOST:PORT")
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"bad dask scheduler address {address!r}: {exc}; expected tcp://HOST:{DEFAULT_PORT}") from None
 
 
 @dataclass
@@ -58,7 +65,9 @@ class DaskSlot:
     slot: int
     in_flight: list[Task] = field(default_factory=list)
     futures: dict[int, Any] = field(default_factory=dict)
-    started: dict[int, float] = field(default_factory=dict)
+    started: dict[int, float] = field(default_factory=dict)  # by seq: when a Dask worker started it
+    address: dict[int, str] = field(default_factory=dict)  # by seq: the Dask worker running it
+    given: dict[int, str] = field(default_factory=dict)  # by seq: the path as the user gave it
     tasks_done: int = 0
     ready: bool = True
     retiring: str = ""
@@ -77,6 +86,8 @@ class DaskSlot:
 class DaskPool:
     depth = 1
     max_batch = 1  # every page is its own Dask task
+    time_bounded = False  # a slot holds one task: nothing waits behind another in it
+    can_revoke = False  # Dask orders what it has not started by priority itself
 
     def __init__(self, plugin_specs: list[Any], config: Any) -> None:
         try:
@@ -86,18 +97,35 @@ class DaskPool:
         self.config = config
         low, high = config.worker_bounds()
         self.cluster = None
+        self.address = "a local cluster"
         if config.executor == "dask-local":
             self.cluster = LocalCluster(n_workers=low, threads_per_worker=1, processes=True, dashboard_address=None)
             self.cluster.adapt(minimum=low, maximum=high)
             self.client = Client(self.cluster)
         else:
-            self.client = Client(config.scheduler_address, timeout="10s")
-        self.specs_blob = self.client.scatter(pickle.dumps(plugin_specs), broadcast=True)
+            self.address = str(config.scheduler_address)
+            check_scheduler_address(self.address)
+            try:
+                self.client = Client(self.address, timeout=CONNECT_TIMEOUT)
+            except (OSError, TimeoutError) as exc:
+                raise CriticalError(f"cannot reach the dask scheduler at {self.address}: {exc}") from None
+        self.fingerprint = plugin_fingerprint(plugin_specs)
+        self.specs_blob = pickle.dumps(plugin_specs)  # in every task: scattered data dies with a restarted worker
+        self.topic = f"pagemill-started-{uuid.uuid4().hex}"
+        self._starts: collections.deque[tuple[str, str, float]] = collections.deque()
+        self.client.subscribe_topic(self.topic, self._on_start)
+        self._tokens: dict[str, tuple[DaskSlot, int]] = {}
         self.board = ProgressBoard(max(2, high * 2 + 1), multiprocessing.get_context("spawn"))
         self.workers: dict[int, DaskSlot] = {}
         self.target = 0
         self.peak_workers = 0
         self._killed: list[DaskSlot] = []
+        # a document's page results reach the scheduler in the order the pages were sent, as from
+        # one local worker, so checks across pages (a duplicate ticket) see them in the same order
+        self._order: dict[str, collections.deque[int]] = {}  # sha256 -> seqs of pages sent
+        self._document_of: dict[int, str] = {}
+        self._held: dict[int, PoolEvent] = {}  # by seq: an answer waiting for an earlier page's
+        self._lost = ""  # why the cluster is out of reach, once it is
 
     # ------------------------------------------------------------------ sizing
     @property
@@ -115,6 +143,11 @@ class DaskPool:
             del self.workers[worker.slot]
         self.peak_workers = max(self.peak_workers, len(self.live))
 
+    def fill(self, why: str = "") -> None:
+        """Slots back up to the target at once (after a slot's task was given up)."""
+        if len(self.live) < self.target:
+            self.resize(self.target, why or "refill")
+
     def free_capacity(self) -> list[DaskSlot]:
         return [w for w in self.live if len(w.in_flight) < self.depth]
 
@@ -126,14 +159,26 @@ class DaskPool:
 
     # ----------------------------------------------------------------- feeding
     def send(self, worker: DaskSlot, task: Task) -> None:
-        future = self.client.submit(
-            run_remote, self.specs_blob, self.config, task.seq, task.kind, task.payload,
-            key=f"pagemill-{task.seq}-{task.attempts}-{time.monotonic_ns()}", pure=False,
-            priority=10 * (4 - task.rank) + (1 if task.kind == "ingest" else 0),
-        )
         worker.in_flight.append(task)
+        if self._lost:
+            return  # answered by wait() with the reason
+        token = f"pagemill-{task.seq}-{task.attempts}-{uuid.uuid4().hex}"
+        given, payload = _absolute(task.kind, task.payload)
+        try:
+            future = self.client.submit(
+                run_remote, self.specs_blob, self.fingerprint, self.config, task.seq, task.kind, payload,
+                self.topic, token, key=token, pure=False,
+                priority=10 * (4 - task.rank) + (1 if task.kind == "ingest" else 0),
+            )
+        except Exception as exc:  # noqa: BLE001 - a closed client raises its own kinds
+            self._lost = f"lost the dask scheduler at {self.address} ({type(exc).__name__}: {exc})"
+            return
         worker.futures[task.seq] = future
-        worker.started[task.seq] = time.monotonic()
+        worker.given[task.seq] = given
+        self._tokens[token] = (worker, task.seq)
+        if task.kind == "page":
+            self._order.setdefault(task.payload.sha256, collections.deque()).append(task.seq)
+            self._document_of[task.seq] = task.payload.sha256
 
     def send_batch(self, worker: DaskSlot, tasks: list[Task]) -> None:
         for task in tasks:
@@ -145,12 +190,35 @@ class DaskPool:
     def answered(self, worker: DaskSlot) -> None:
         """Answers are per future; nothing to count."""
 
+    def _on_start(self, event: tuple[float, Any]) -> None:
+        """Runs in the client's event loop: only note it; wait() reads it in the scheduler's thread."""
+        _, (token, address) = event
+        self._starts.append((token, address, time.monotonic()))
+
+    def _note_starts(self) -> None:
+        while self._starts:
+            token, address, when = self._starts.popleft()
+            owner = self._tokens.get(token)
+            if owner is not None and owner[1] in owner[0].futures and owner[1] not in self._held:
+                owner[0].started[owner[1]] = when
+                owner[0].address[owner[1]] = address
+
     def wait(self, timeout: float) -> list[PoolEvent]:
         from distributed import wait as dask_wait
 
-        events: list[PoolEvent] = [PoolEvent("died", w, exitcode=None) for w in self._killed]
+        events: list[PoolEvent] = []
+        for worker in self._killed:
+            self.workers.pop(worker.slot, None)
+            events.append(PoolEvent("died", worker, exitcode=None))
+            for task in worker.in_flight:
+                self._unorder(task.seq, events)
         self._killed.clear()
-        pending = {f: w for w in self.workers.values() for f in w.futures.values()}
+        self._note_starts()
+        if not self._lost and self.client.status in ("closing", "closed", "failed"):
+            self._lost = f"lost the dask scheduler at {self.address}"
+        if self._lost:
+            return events + self._answer_lost()
+        pending = {f: w for w in self.workers.values() for seq, f in w.futures.items() if seq not in self._held}
         if not pending:
             time.sleep(min(timeout, 0.05))
             return events
@@ -160,14 +228,70 @@ class DaskPool:
             return events
         for future in done:
             worker = pending[future]
+            seq = next((s for s, f in worker.futures.items() if f is future), None)
+            if seq is None:
+                continue
             if future.status == "finished":
-                message = future.result()
-                events.append(PoolEvent("message", worker, message))
-                self._count(worker, message)
+                try:
+                    message = _as_given(future.result(), worker.given.get(seq))
+                except Exception:  # noqa: BLE001 - the client closed between wait and result
+                    continue
+                self._deliver(PoolEvent("message", worker, message), seq, events)
             else:
-                seq = next(s for s, f in worker.futures.items() if f is future)
-                worker.futures.pop(seq, None)
+                self._forget(worker, seq)
                 events.append(PoolEvent("died", worker, exitcode=None))
+                self._unorder(seq, events)
+        return events
+
+    def _deliver(self, event: PoolEvent, seq: int, events: list[PoolEvent]) -> None:
+        document = self._document_of.get(seq)
+        order = self._order.get(document or "")
+        if order and order[0] != seq:
+            self._held[seq] = event
+            event.worker.started.pop(seq, None)  # done: no deadline while it waits
+            return
+        events.append(event)
+        self._count(event.worker, event.message)
+        self._unorder(seq, events)
+
+    def _unorder(self, seq: int, events: list[PoolEvent]) -> None:
+        """The page left the order (answered or given up); answers waiting behind it go out."""
+        document = self._document_of.pop(seq, None)
+        order = self._order.get(document or "")
+        if document is None or order is None:
+            return
+        if seq in order:
+            order.remove(seq)
+        while order and order[0] in self._held:
+            held = self._held.pop(order[0])
+            del self._document_of[order.popleft()]
+            events.append(held)
+            self._count(held.worker, held.message)
+        if not order:
+            del self._order[document]
+
+    def _answer_lost(self) -> list[PoolEvent]:
+        """Every task held ends: the first with the critical error (one line, the run stops), the
+        others left unfinished for the resume."""
+        events: list[PoolEvent] = list(self._held.values())  # done before the loss: committed
+        for event in events:
+            self._count(event.worker, event.message)
+        answered = set(self._held)
+        self._held.clear()
+        self._order.clear()
+        self._document_of.clear()
+        error = ErrorInfo("critical", "DaskSchedulerLost", self._lost, "")
+        told = False
+        for worker in list(self.workers.values()):
+            for task in list(worker.in_flight):
+                if task.seq in answered:
+                    continue
+                self._forget(worker, task.seq)
+                if not told:
+                    events.append(PoolEvent("message", worker, (task.seq, "failure", StageFailure(error, None, "", 0.0))))
+                    told = True
+                else:
+                    events.append(PoolEvent("message", worker, (task.seq, "fatal", self._lost)))
         return events
 
     def _count(self, worker: DaskSlot, message: tuple[int, str, Any]) -> None:
@@ -180,9 +304,16 @@ class DaskPool:
                     writer.stage_finished(stage, int(seconds * 1e9), False)
         writer.page_finished(kind == "failure")
 
-    def complete(self, worker: DaskSlot, seq: int) -> Task | None:
-        worker.futures.pop(seq, None)
+    def _forget(self, worker: DaskSlot, seq: int) -> None:
+        future = worker.futures.pop(seq, None)
+        if future is not None:
+            self._tokens.pop(future.key, None)
         worker.started.pop(seq, None)
+        worker.address.pop(seq, None)
+        worker.given.pop(seq, None)
+
+    def complete(self, worker: DaskSlot, seq: int) -> Task | None:
+        self._forget(worker, seq)
         for index, task in enumerate(worker.in_flight):
             if task.seq == seq:
                 del worker.in_flight[index]
@@ -191,37 +322,94 @@ class DaskPool:
         return None
 
     def overdue(self, timeout: float) -> list[tuple[DaskSlot, Task, float]]:
+        self._note_starts()
         now = time.monotonic()
-        return [
-            (w, w.in_flight[0], now - w.started[w.in_flight[0].seq])
-            for w in self.workers.values()
-            if w.in_flight and w.in_flight[0].seq in w.started and now - w.started[w.in_flight[0].seq] > timeout
-        ]
+        found = []
+        for worker in self.workers.values():
+            task = worker.running
+            if task is None or task.seq in self._held:
+                continue  # a held answer is done: no deadline
+            if task.seq in worker.started and now - worker.started[task.seq] > timeout:
+                found.append((worker, task, now - worker.started[task.seq]))
+        return found
 
     def running_task(self, worker: DaskSlot) -> Task | None:
         return worker.running
 
     def kill(self, worker: DaskSlot, reason: str) -> None:
-        """Give up on the slot's task: cancel its future; the scheduler sees a dead worker."""
-        self.client.cancel(list(worker.futures.values()), force=True)
-        worker.futures.clear()
-        if worker.slot in self.workers:
-            del self.workers[worker.slot]
+        """Give up on the slot's task. The slot stays until wait() reports it dead, so the scheduler
+        handles its task (retry or poison) as it does a killed local worker; the Dask worker
+        running it is restarted, as a running task cannot be cancelled."""
+        addresses = {a for a in worker.address.values()}
+        futures = list(worker.futures.values())
+        for seq in list(worker.futures):
+            self._forget(worker, seq)
+        worker.retiring = worker.retiring or reason
         self._killed.append(worker)
+        try:
+            self.client.cancel(futures, force=True)
+        except Exception as exc:  # noqa: BLE001 - a lost cluster is reported by wait()
+            logger.debug("dask cancel: {}", exc)
+        for address in addresses:
+            self._restart(address, reason)
+
+    def _restart(self, address: str, reason: str) -> None:
+        def restart() -> None:
+            try:
+                self.client.restart_workers([address], timeout=RESTART_TIMEOUT)
+                logger.info("dask worker {} restarted ({})", address, reason)
+            except Exception as exc:  # noqa: BLE001 - no nanny, or the worker is gone already
+                logger.warning("dask worker {} cannot be restarted ({}: {}); its thread stays busy until the page "
+                               "returns", address, type(exc).__name__, exc)
+
+        threading.Thread(target=restart, name="pagemill-dask-restart", daemon=True).start()
 
     def check_memory(self, limit_mb: float) -> dict[int, float]:
         return {}
 
     # ---------------------------------------------------------------- stopping
     def terminate(self) -> None:
+        futures = [f for w in self.workers.values() for f in w.futures.values()]
         for worker in list(self.workers.values()):
-            self.client.cancel(list(worker.futures.values()), force=True)
             worker.futures.clear()
             worker.in_flight.clear()
         self.workers.clear()
+        self._tokens.clear()
+        self._held.clear()
+        self._order.clear()
+        self._document_of.clear()
+        if futures and not self._lost:
+            try:
+                self.client.cancel(futures, force=True)
+            except Exception as exc:  # noqa: BLE001 - the cluster may be gone
+                logger.debug("dask cancel: {}", exc)
 
     def shutdown(self, grace: float = 5.0) -> None:
         self.terminate()
-        self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
+        for close in (self.client.close, *((self.cluster.close,) if self.cluster is not None else ())):
+            try:
+                close()
+            except Exception as exc:  # noqa: BLE001 - closing what is already gone
+                logger.debug("dask close: {}", exc)
+
+
+def _absolute(kind: str, payload: Any) -> tuple[str, Any]:
+    """The payload with an absolute document path (Dask workers may run in another folder), and
+    the path as the user gave it."""
+    given = payload.path if kind == "ingest" else payload.document
+    absolute = os.path.abspath(given)
+    if absolute == given:
+        return given, payload
+    return given, replace(payload, path=absolute) if kind == "ingest" else replace(payload, document=absolute)
+
+
+def _as_given(message: tuple[int, str, Any], given: str | None) -> tuple[int, str, Any]:
+    """Records name the document as the user gave it, whatever path the Dask worker opened."""
+    seq, kind, value = message
+    if given is None:
+        return message
+    if kind == "pages":
+        return seq, kind, [replace(page, document=given) for page in value]
+    if kind == "result":
+        return seq, kind, replace(value, document=given)
+    return message
