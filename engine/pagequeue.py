@@ -5,9 +5,20 @@ Order of work (``PageQueue``):
 1. By priority class: urgent, high, normal, low.
 2. Within a class, ingest tasks first (a document's size is known only once ingested), then pages
    of larger documents first, so the tail of a run is short; then first come, first served.
-3. Aging: a task of a lower class that has waited ``gap × aging_seconds`` (``gap``: how many
-   classes it is below the best class waiting) is served next, oldest first. So a low page is
-   served within ``3 × aging_seconds`` plus one page-time however many urgent pages keep arriving.
+3. Aging, bounded: a task of a lower class that has waited ``gap × aging_seconds`` (``gap``: how
+   many classes it is below the best class waiting) is *aged*. Aged tasks, the most overdue
+   first, get at most one pop in ``aged_share`` (4) while better work waits; the other pops go
+   to the best class. So better work is never held back by more than one aged task at a time
+   (an urgent page still starts within about one page-time), and a low page is served within
+   ``gap × aging_seconds`` plus ``aged_share`` pops for each aged task older than it, however
+   many urgent pages keep arriving.
+
+Every push is an entry of its own: a task pushed again (a retry, a task given back by a worker
+that died or was asked to give it back) is a new entry, and the entry it had before was used up
+when it was popped, so a task is popped exactly once per push. Entries leave the per-class heap
+and the per-class FIFO lazily (a popped entry is marked and skipped), and a class whose
+structures hold more dead entries than live ones is compacted, so memory stays proportional to
+the queue.
 
 Retries wait in a timer heap with a not-before time (``RetryTimers``); no worker ever sleeps
 for a backoff.
@@ -17,12 +28,15 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 N_CLASSES = 4
+AGED_SHARE = 4  # while better work waits, aged tasks get at most one pop in this many
+_COMPACT_SLACK = 256  # dead entries a class may carry beyond its live ones before it is compacted
 
 
 @dataclass
@@ -38,106 +52,142 @@ class Task:
     attempts: int = 0  # attempts that failed so far
     held_failures: int = 0  # failures charged to an open circuit breaker, not to the task
     job: int = 0
+    cost: float = math.inf  # expected seconds when known to be short (engine.dispatch), else inf
+    blocked: int = 0  # plugin calls (bits of engine.gates) that must fail fast: their breaker is open
+    trial: int = 0  # plugin calls this task may make although their breaker is half-open
 
     def where(self) -> str:
         return self.payload.path if self.kind == "ingest" else self.payload.where()
 
 
-class PageQueue:
-    """Tasks ready to run, by priority class with aging and large-documents-first."""
+class _Entry:
+    """One push of a task: alive until it is popped or removed."""
 
-    def __init__(self, aging_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    __slots__ = ("task", "alive")
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.alive = True
+
+
+class PageQueue:
+    """Tasks ready to run, by priority class with bounded aging and large-documents-first."""
+
+    def __init__(self, aging_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 aged_share: int = AGED_SHARE) -> None:
+        if aged_share < 1:
+            raise ValueError(f"aged_share must be at least 1, not {aged_share}")
         self.aging_seconds = aging_seconds
         self.clock = clock
-        self._heaps: list[list[tuple[int, int, Task]]] = [[] for _ in range(N_CLASSES)]
-        self._fifos: list[deque[Task]] = [deque() for _ in range(N_CLASSES)]
-        self._taken: set[int] = set()
+        self.aged_share = aged_share
+        self._heaps: list[list[tuple[int, int, _Entry]]] = [[] for _ in range(N_CLASSES)]
+        self._fifos: list[deque[_Entry]] = [deque() for _ in range(N_CLASSES)]
+        self._live = [0] * N_CLASSES
         self._size = 0
+        self._pushes = itertools.count()
+        self._since_aged = aged_share  # pops of better work since the last aged pop
+        self._peeked: tuple[int, _Entry, bool] | None = None  # what pop() takes, until the queue changes
 
     def __len__(self) -> int:
         return self._size
 
     def best_rank(self) -> int:
         """The best class with a task waiting (N_CLASSES when empty)."""
-        return next((rank for rank in range(N_CLASSES) if self._heaps[rank]), N_CLASSES)
+        return next((rank for rank in range(N_CLASSES) if self._live[rank]), N_CLASSES)
 
     def counts(self) -> list[int]:
-        return [len(h) for h in self._heaps]
+        return list(self._live)
 
     def push(self, task: Task) -> None:
         task.enqueued_at = self.clock()
+        entry = _Entry(task)
         order = -(10**9) if task.kind == "ingest" else -task.size
-        heapq.heappush(self._heaps[task.rank], (order, task.seq, task))
-        self._fifos[task.rank].append(task)
+        heapq.heappush(self._heaps[task.rank], (order, next(self._pushes), entry))
+        self._fifos[task.rank].append(entry)
+        self._live[task.rank] += 1
         self._size += 1
+        self._peeked = None
 
-    def _oldest(self, rank: int) -> Task | None:
-        fifo = self._fifos[rank]
-        while fifo and fifo[0].seq in self._taken:
-            self._taken.discard(fifo.popleft().seq)
-        return fifo[0] if fifo else None
+    def peek(self) -> Task | None:
+        """The task ``pop()`` would return now, left in the queue."""
+        if not self._size:
+            return None
+        self._peeked = self._select()
+        return self._peeked[1].task
 
     def pop(self) -> Task | None:
         if not self._size:
             return None
-        nonempty = [rank for rank in range(N_CLASSES) if self._heaps[rank]]
-        best = nonempty[0]
-        aged = self._most_overdue(nonempty, best)
-        if aged is not None:  # a lower class waited past its bound: serve its oldest task
-            task = self._oldest(aged)
-            assert task is not None
-            self._fifos[aged].popleft()
-            self._remove_from_heap(aged, task)
+        rank, entry, aged = self._peeked or self._select()  # exactly the task peeked, if any
+        self._peeked = None
+        if aged:
+            self._fifos[rank].popleft()
+            self._since_aged = 0
         else:
-            task = self._pop_heap(best)
+            heapq.heappop(self._heaps[rank])
+            self._since_aged += 1
+        entry.alive = False
+        self._live[rank] -= 1
         self._size -= 1
-        return task
+        self._compact_if_sparse(rank)
+        return entry.task
 
-    def _most_overdue(self, nonempty: list[int], best: int) -> int | None:
+    def _select(self) -> tuple[int, _Entry, bool]:
+        """(class, entry, whether it is an aged pick) of the next pop; the queue is not empty."""
+        best = self.best_rank()
+        if self._since_aged >= self.aged_share - 1:
+            aged = self._most_overdue(best)
+            if aged is not None:
+                return aged, self._fifo_front(aged), True
+        return best, self._heap_top(best), False
+
+    def _most_overdue(self, best: int) -> int | None:
         """The lower class whose oldest task has waited longest past ``rank gap × aging``."""
         now = self.clock()
         chosen, chosen_excess = None, 0.0
-        for rank in nonempty[1:]:
-            oldest = self._oldest(rank)
-            if oldest is None:
+        for rank in range(best + 1, N_CLASSES):
+            if not self._live[rank]:
                 continue
+            oldest = self._fifo_front(rank).task
             excess = (now - oldest.enqueued_at) - (rank - best) * self.aging_seconds
             if excess >= 0 and (chosen is None or excess > chosen_excess):
                 chosen, chosen_excess = rank, excess
         return chosen
 
-    def _pop_heap(self, rank: int) -> Task:
+    def _heap_top(self, rank: int) -> _Entry:
         heap = self._heaps[rank]
-        _, _, task = heapq.heappop(heap)
-        self._taken.add(task.seq)  # the FIFO drops it lazily ...
-        self._oldest(rank)  # ... from its front, so neither grows past the queue
-        return task
+        while not heap[0][2].alive:
+            heapq.heappop(heap)
+        return heap[0][2]
 
-    def _remove_from_heap(self, rank: int, task: Task) -> None:
-        heap = self._heaps[rank]
-        for index, (_, seq, _) in enumerate(heap):
-            if seq == task.seq:
-                heap[index] = heap[-1]
-                heap.pop()
-                heapq.heapify(heap)
-                return
+    def _fifo_front(self, rank: int) -> _Entry:
+        fifo = self._fifos[rank]
+        while not fifo[0].alive:
+            fifo.popleft()
+        return fifo[0]
+
+    def _compact_if_sparse(self, rank: int) -> None:
+        live = self._live[rank]
+        if len(self._heaps[rank]) > 2 * live + _COMPACT_SLACK or len(self._fifos[rank]) > 2 * live + _COMPACT_SLACK:
+            self._rebuild(rank)
+
+    def _rebuild(self, rank: int) -> None:
+        self._heaps[rank] = [item for item in self._heaps[rank] if item[2].alive]
+        heapq.heapify(self._heaps[rank])
+        self._fifos[rank] = deque(entry for entry in self._fifos[rank] if entry.alive)
 
     def remove_where(self, doomed: Callable[[Task], bool]) -> list[Task]:
         """Take out every waiting task for which ``doomed`` is true (a cancelled job's)."""
         removed: list[Task] = []
+        self._peeked = None
         for rank in range(N_CLASSES):
-            keep = []
-            for entry in self._heaps[rank]:
-                if doomed(entry[2]):
-                    removed.append(entry[2])
-                else:
-                    keep.append(entry)
-            heapq.heapify(keep)
-            self._heaps[rank] = keep
-            alive = {entry[1] for entry in keep}
-            self._fifos[rank] = deque(t for t in self._fifos[rank] if t.seq in alive)
-        self._taken.clear()
-        self._size -= len(removed)
+            for entry in self._fifos[rank]:
+                if entry.alive and doomed(entry.task):
+                    entry.alive = False
+                    removed.append(entry.task)
+                    self._live[rank] -= 1
+                    self._size -= 1
+            self._rebuild(rank)
         return removed
 
     def drain(self) -> Iterator[Task]:
@@ -153,12 +203,13 @@ class RetryTimers:
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Task]] = []
+        self._adds = itertools.count()
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def add(self, task: Task, not_before: float) -> None:
-        heapq.heappush(self._heap, (not_before, task.seq, task))
+        heapq.heappush(self._heap, (not_before, next(self._adds), task))
 
     def due(self, now: float) -> list[Task]:
         ready = []

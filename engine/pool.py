@@ -1,75 +1,45 @@
-"""Worker processes of our own: start, stop, resize, recycle, per-page deadline, crash detection.
+"""Worker processes of our own: start, stop, resize, recycle, take tasks back, deadlines, deaths.
 
 One ``Process`` and one ``Pipe`` per worker, from an explicit multiprocessing context
 (forkserver by default). The parent waits with ``multiprocessing.connection.wait()`` on every pipe
 *and* every process sentinel, so a worker that dies is noticed at once, and it knows exactly which
-tasks each worker holds (``WorkerHandle.in_flight``, in the order sent: the first one is running).
-A worker holds at most ``depth`` tasks (the one it runs and one waiting), so none idles between
-pages while priorities stay responsive.
+tasks each worker holds (``WorkerHandle.in_flight``, in the order sent; the worker runs them in
+that order, so the first is running or about to). A task the parent asks back (``revoke``) moves
+to ``WorkerHandle.revoking`` until the worker answers: given back (never started) or finished
+(it had started). A worker that cannot be written to, or that died, is handled as dead: the task
+it had in hand (its progress slot says which) is the one charged, the others go back uncharged.
 
-This module is the mechanism. What to run next is the scheduler's business, how many workers to
-keep is the scaling policy's (engine.scaling); the pool only applies a target it is given.
+How many tasks a worker may hold is the dispatcher's business (engine.dispatch), what to run next
+the scheduler's, how many workers to keep the scaling policy's (engine.scaling); the pool applies
+a target it is given and replaces a worker that left at once. A worker's progress slot stays its
+own until its process has exited; when no slot is free, a start waits for one (``fill``).
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import multiprocessing.connection
-import signal
+import threading
 import time
-from dataclasses import dataclass, field
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 import psutil
 from loguru import logger
 
-from engine.pagequeue import Task
+from engine.lifeline import run_identity
+from engine.pagequeue import N_CLASSES, Task
 from engine.progress import ProgressBoard
-from engine.worker import worker_main
+from engine.workerhandle import PRELOAD_MODULES, PoolEvent, WorkerHandle, describe_exit, spawn_worker
 
-# imported once in the forkserver, so that every worker (and every recycled one) starts warm
-PRELOAD_MODULES = [
-    "engine.worker", "engine.pipeline", "engine.registry", "engine.progress",
-    "plugins.pdf_ingest", "plugins.tesseract_ocr", "plugins.template_extract", "plugins.ticket_validate",
-    "pypdfium2", "PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "PIL.TiffImagePlugin",
-]
-
-
-@dataclass
-class WorkerHandle:
-    slot: int
-    process: BaseProcess
-    conn: multiprocessing.connection.Connection
-    started_at: float
-    in_flight: list[Task] = field(default_factory=list)
-    messages: int = 0  # messages sent (a task or a batch of tasks) and not yet answered
-    tasks_done: int = 0
-    ready: bool = False
-    retiring: str = ""  # why it is being retired; "" when it is not
-    stopping: bool = False  # the stop message was sent
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid
-
-    @property
-    def running(self) -> Task | None:
-        return self.in_flight[0] if self.in_flight else None
-
-
-@dataclass(frozen=True)
-class PoolEvent:
-    kind: str  # "message" or "died"
-    worker: WorkerHandle
-    message: Any = None
-    exitcode: int | None = None
+__all__ = ["PRELOAD_MODULES", "PoolEvent", "WorkerHandle", "WorkerPool", "describe_exit"]
 
 
 class WorkerPool:
     """Starts, feeds, watches, recycles and stops worker processes."""
 
-    max_batch = 32  # tasks one message may carry (engine.scheduler decides how many it does)
+    time_bounded = True  # a worker may hold several short tasks (engine.dispatch)
+    can_revoke = True
 
     def __init__(
         self,
@@ -79,6 +49,7 @@ class WorkerPool:
         context: str = "forkserver",
         depth: int = 2,
     ) -> None:
+        self.context = context
         self.ctx = multiprocessing.get_context(context)
         if context == "forkserver":
             self.ctx.set_forkserver_preload(PRELOAD_MODULES)
@@ -90,6 +61,10 @@ class WorkerPool:
         self.target = 0
         self.peak_workers = 0
         self.workers_started = 0
+        self.held_by_rank = [0] * N_CLASSES  # tasks in flight (not being taken back), by class
+        self._run = run_identity()
+        self._rss_warned = False
+        self._waiting_for_slot = False
 
     # ------------------------------------------------------------------ sizing
     @property
@@ -102,79 +77,119 @@ class WorkerPool:
             logger.info("workers {} → {}: {}", self.target, target, reason)
         self.target = target
         live = self.live
-        for _ in range(target - len(live)):
-            self.start_worker()
         if len(live) > target:
-            for worker in sorted(live, key=lambda w: len(w.in_flight))[: len(live) - target]:
+            for worker in sorted(live, key=lambda w: w.held)[: len(live) - target]:
                 self.retire(worker, reason)
+        self.fill()
 
-    def start_worker(self) -> WorkerHandle:
-        slot = next(s for s in range(self.board.n_slots) if s not in self.workers)
+    def fill(self, why: str = "") -> None:
+        """Start workers up to the target; a start with no progress slot free waits for one."""
+        missing = self.target - len(self.live)
+        for _ in range(missing):
+            worker = self.start_worker()
+            if worker is None:
+                break
+            if why:
+                logger.info("worker {} (pid {}) started: {}", worker.slot, worker.pid, why)
+
+    def start_worker(self) -> WorkerHandle | None:
+        slot = next((s for s in range(self.board.n_slots) if s not in self.workers), None)
+        if slot is None:
+            if not self._waiting_for_slot:
+                logger.debug("every progress slot is held by a worker still finishing; a start waits")
+            self._waiting_for_slot = True
+            return None
+        self._waiting_for_slot = False
         self.board.clear_in_hand(slot)
-        parent_conn, child_conn = self.ctx.Pipe(duplex=True)
-        process = self.ctx.Process(
-            target=worker_main,
-            args=(child_conn, slot, self.board.array, self.plugin_specs, self.config),
-            name=f"pagemill-worker-{slot}",
-            daemon=True,
-        )
-        process.start()
-        child_conn.close()
-        worker = WorkerHandle(slot, process, parent_conn, time.monotonic())
+        # a worker forked by the run's main thread (or the forkserver) may die with its parent;
+        # one started from another thread must outlive that thread (engine.lifeline)
+        kill_with_parent = self.context == "forkserver" or threading.current_thread() is threading.main_thread()
+        worker = spawn_worker(self.ctx, slot, self.board, (self.plugin_specs, self.config), self._run, kill_with_parent)
         self.workers[slot] = worker
         self.workers_started += 1
         self.peak_workers = max(self.peak_workers, len(self.live))
         return worker
 
     def retire(self, worker: WorkerHandle, reason: str) -> None:
-        """No new work for this worker; it stops once its tasks are done."""
+        """No new work for this worker; the tasks it has not started go back; it stops once idle."""
         if not worker.retiring:
             worker.retiring = reason or "retired"
             logger.debug("retiring worker {} (pid {}): {}", worker.slot, worker.pid, worker.retiring)
+            self.revoke(worker, worker.in_flight[1:])
         self._stop_if_idle(worker)
 
     def _stop_if_idle(self, worker: WorkerHandle) -> None:
-        if worker.retiring and not worker.in_flight and not worker.stopping:
+        if worker.retiring and not worker.held and not worker.stopping:
             worker.stopping = True
-            try:
-                worker.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
+            self._transmit(worker, None)
 
     # ----------------------------------------------------------------- feeding
-    def free_capacity(self) -> list[WorkerHandle]:
-        """Workers that can take another task now, the emptiest first."""
-        ready = [w for w in self.live if w.ready and w.messages < self.depth]
-        return sorted(ready, key=lambda w: w.messages)
+    def send_batch(self, worker: WorkerHandle, tasks: list[Task]) -> None:
+        """Tasks in one message; the worker answers each one as it finishes."""
+        for task in tasks:
+            worker.in_flight.append(task)
+            self.held_by_rank[task.rank] += 1
+            if task.cost == math.inf:
+                worker.long_tasks += 1
+            else:
+                worker.short_seconds += task.cost
+        self._transmit(worker, ("tasks", [(t.seq, t.kind, t.payload, t.blocked, t.trial) for t in tasks]))
 
     def send(self, worker: WorkerHandle, task: Task) -> None:
-        worker.in_flight.append(task)
-        worker.messages += 1
-        worker.conn.send((task.seq, task.kind, task.payload))
+        self.send_batch(worker, [task])
 
-    def send_batch(self, worker: WorkerHandle, tasks: list[Task]) -> None:
-        """Several short tasks in one message, answered in one message: less IPC per page."""
-        if len(tasks) == 1:
-            self.send(worker, tasks[0])
+    def revoke(self, worker: WorkerHandle, tasks: list[Task]) -> int:
+        """Ask the worker to give these tasks back unless it has started them. Returns how many
+        were asked (a task it has in hand per its progress slot is left to finish)."""
+        if not tasks or worker.lost:
+            return 0
+        started, _ = self.board.in_hand(worker.slot)
+        asked = [task for task in tasks if task.seq != started]
+        for task in asked:
+            self._drop(worker, task)
+            worker.revoking[task.seq] = task
+        if asked:
+            self._transmit(worker, ("revoke", [task.seq for task in asked]))
+        return len(asked)
+
+    def revoke_waiting(self) -> int:
+        """Ask every worker to give back the tasks it has not started (cancellation)."""
+        return sum(self.revoke(worker, worker.in_flight[1:]) for worker in list(self.workers.values()))
+
+    def _transmit(self, worker: WorkerHandle, message: Any) -> None:
+        if worker.lost:
             return
-        worker.in_flight.extend(tasks)
-        worker.messages += 1
-        worker.conn.send((tasks[0].seq, "batch", [(t.seq, t.kind, t.payload) for t in tasks]))
+        try:
+            worker.conn.send(message)
+        except (OSError, EOFError, ValueError):  # BrokenPipeError, a closed connection
+            self._lose(worker)
+
+    def _lose(self, worker: WorkerHandle) -> None:
+        """A worker that cannot be written to is dead or dying: make sure, and let ``wait`` report
+        it like any death (its sentinel fires), so its tasks are handled once, in one place."""
+        worker.lost = True
+        worker.retiring = worker.retiring or "lost"
+        logger.debug("worker {} (pid {}) cannot be written to; ending it", worker.slot, worker.pid)
+        try:
+            worker.process.kill()
+        except (OSError, ValueError):
+            pass
 
     def tasks_before_recycle(self, worker: WorkerHandle) -> int:
         """How many more tasks the worker may be given before it is recycled (a large number when never)."""
         limit = self.config.max_pages_per_worker
-        return max(1, limit - worker.tasks_done - len(worker.in_flight)) if limit else 1 << 30
+        return max(0, limit - worker.tasks_done - worker.held) if limit else 1 << 30
 
-    def answered(self, worker: WorkerHandle) -> None:
-        """A message of the worker's (a task or a batch) has been answered."""
-        worker.messages = max(0, worker.messages - 1)
+    def free_capacity(self) -> list[WorkerHandle]:
+        """Workers that can take at least one more task now (engine.dispatch says how many)."""
+        return [w for w in self.workers.values()
+                if w.ready and not w.retiring and len(w.in_flight) < self.depth and self.tasks_before_recycle(w)]
 
     def busy_count(self) -> int:
-        return sum(1 for w in self.workers.values() if w.in_flight)
+        return sum(1 for w in self.workers.values() if w.held)
 
     def in_flight_count(self) -> int:
-        return sum(len(w.in_flight) for w in self.workers.values())
+        return sum(w.held for w in self.workers.values())
 
     # ---------------------------------------------------------------- watching
     def wait(self, timeout: float) -> list[PoolEvent]:
@@ -189,23 +204,16 @@ class WorkerPool:
         dead: list[WorkerHandle] = []
         for item in ready:
             if item in by_conn:
-                worker = by_conn[item]
-                events.extend(self._drain(worker))
+                events.extend(self._drain(by_conn[item]))
             else:
                 dead.append(by_sentinel[item])
         for worker in dead:
             if worker.slot not in self.workers:
                 continue
             events.extend(self._drain(worker))  # results it sent before it died are kept
-            worker.process.join(timeout=1)
-            del self.workers[worker.slot]
-            worker.conn.close()
-            if not worker.stopping:
-                events.append(PoolEvent("died", worker, exitcode=worker.process.exitcode))
-            else:
-                # a clean stop still reports the tasks it held, so none is lost
-                if worker.in_flight:
-                    events.append(PoolEvent("died", worker, exitcode=worker.process.exitcode))
+            self._reap(worker)
+            if not worker.stopping or worker.held:  # a clean stop still reports tasks it held
+                events.append(PoolEvent("died", worker, exitcode=worker.exitcode))
         return events
 
     def _drain(self, worker: WorkerHandle) -> list[PoolEvent]:
@@ -218,14 +226,22 @@ class WorkerPool:
             pass
         return events
 
+    def _reap(self, worker: WorkerHandle) -> None:
+        """A worker's process has ended: note what it had in hand, settle its counters, free its slot."""
+        worker.process.join(timeout=1)
+        worker.final_in_hand, _ = self.board.in_hand(worker.slot)
+        worker.final_plugin = self.board.plugin_now(worker.slot)
+        del self.workers[worker.slot]
+        self._close(worker)
+
     def complete(self, worker: WorkerHandle, seq: int) -> Task | None:
-        """Take the task ``seq`` off the worker; retire it when it has done enough."""
-        for index, task in enumerate(worker.in_flight):
-            if task.seq == seq:
-                del worker.in_flight[index]
-                break
-        else:
-            return None
+        """Take the task ``seq`` off the worker (finished); retire it when it has done enough."""
+        task = worker.revoking.pop(seq, None)
+        if task is None:
+            task = next((t for t in worker.in_flight if t.seq == seq), None)
+            if task is None:
+                return None
+            self._drop(worker, task)
         worker.tasks_done += 1
         limit = self.config.max_pages_per_worker
         if limit and worker.tasks_done >= limit and not worker.retiring:
@@ -233,35 +249,68 @@ class WorkerPool:
         self._stop_if_idle(worker)
         return task
 
+    def given_back(self, worker: WorkerHandle, seq: int) -> Task | None:
+        """The worker gave back a task it had not started."""
+        task = worker.revoking.pop(seq, None)
+        self._stop_if_idle(worker)
+        return task
+
+    def _drop(self, worker: WorkerHandle, task: Task) -> None:
+        worker.in_flight.remove(task)
+        self.held_by_rank[task.rank] -= 1
+        if task.cost == math.inf:
+            worker.long_tasks -= 1
+        else:
+            worker.short_seconds = max(0.0, worker.short_seconds - task.cost) if worker.in_flight else 0.0
+
+    def take_all(self, worker: WorkerHandle) -> list[Task]:
+        """Every task a dead worker held, in the order sent; it holds none after."""
+        tasks = [*worker.in_flight, *worker.revoking.values()]
+        for task in worker.in_flight:
+            self.held_by_rank[task.rank] -= 1
+        worker.in_flight.clear()
+        worker.revoking.clear()
+        worker.long_tasks, worker.short_seconds = 0, 0.0
+        return tasks
+
     def overdue(self, timeout: float) -> list[tuple[WorkerHandle, Task, float]]:
         """Workers whose running task has run past ``timeout`` seconds."""
         now_ns = time.monotonic_ns()
         found = []
         for worker in self.workers.values():
             seq, started_ns = self.board.in_hand(worker.slot)
-            if seq < 0 or not worker.in_flight:
+            if seq < 0 or not worker.held:
                 continue
-            running = next((t for t in worker.in_flight if t.seq == seq), None)
             elapsed = (now_ns - started_ns) / 1e9
-            if running is not None and elapsed > timeout:
-                found.append((worker, running, elapsed))
+            if elapsed > timeout:
+                running = self._task_of(worker, seq)
+                if running is not None:
+                    found.append((worker, running, elapsed))
         return found
 
+    def _task_of(self, worker: WorkerHandle, seq: int) -> Task | None:
+        return worker.revoking.get(seq) or next((t for t in worker.in_flight if t.seq == seq), None)
+
     def running_task(self, worker: WorkerHandle) -> Task | None:
-        """The task the worker had in hand (per its progress slot), if any."""
-        seq, _ = self.board.in_hand(worker.slot)
-        return next((t for t in worker.in_flight if t.seq == seq), None)
+        """The task the worker has (or, once dead, had) in hand, per its progress slot."""
+        seq = worker.final_in_hand if worker.slot not in self.workers else self.board.in_hand(worker.slot)[0]
+        return self._task_of(worker, seq) if seq >= 0 else None
+
+    def plugin_in_hand(self, worker: WorkerHandle) -> int:
+        """The index of the plugin call the worker is (or, once dead, was) in, -1 when none."""
+        return worker.final_plugin if worker.slot not in self.workers else self.board.plugin_now(worker.slot)
 
     def kill(self, worker: WorkerHandle, reason: str) -> None:
         logger.debug("killing worker {} (pid {}): {}", worker.slot, worker.pid, reason)
         worker.retiring = worker.retiring or reason
         try:
             worker.process.kill()
-        except (OSError, AttributeError):
+        except (OSError, ValueError):
             pass
 
     def check_memory(self, limit_mb: float) -> dict[int, float]:
-        """RSS of each worker in MB; a worker past ``limit_mb`` is recycled after its tasks."""
+        """RSS of each worker in MB; a worker past ``limit_mb`` that has done a task since it
+        started is recycled (its replacement starts at once, it stops after its task)."""
         sizes: dict[int, float] = {}
         for worker in list(self.workers.values()):
             try:
@@ -269,8 +318,15 @@ class WorkerPool:
             except (psutil.Error, TypeError):
                 continue
             sizes[worker.slot] = rss
-            if limit_mb and rss > limit_mb and not worker.retiring:
-                self.retire(worker, f"recycled: RSS {rss:.0f} MB > {limit_mb:.0f} MB")
+            if not limit_mb or rss <= limit_mb or worker.retiring or not worker.ready:
+                continue
+            if worker.tasks_done == 0:  # a fresh worker: recycling it would only start another
+                if not self._rss_warned:
+                    self._rss_warned = True
+                    logger.warning("--max-worker-rss {:.0f} MB is below a fresh worker's {:.0f} MB: "
+                                   "each worker is recycled after its first task", limit_mb, rss)
+                continue
+            self.retire(worker, f"recycled: RSS {rss:.0f} MB > {limit_mb:.0f} MB")
         return sizes
 
     # ---------------------------------------------------------------- stopping
@@ -279,20 +335,19 @@ class WorkerPool:
             worker.retiring = worker.retiring or "shutdown"
             if not worker.stopping:
                 worker.stopping = True
-                try:
-                    worker.conn.send(None)
-                except (BrokenPipeError, OSError):
-                    pass
+                self._transmit(worker, None)
         deadline = time.monotonic() + grace
         for worker in list(self.workers.values()):
             worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join(timeout=2)
-            worker.conn.close()
+            self._close(worker)
         self.workers.clear()
+        self.held_by_rank = [0] * N_CLASSES
 
     def terminate(self) -> None:
+        """Kill every worker now; attempts they had in hand are counted as killed."""
         for worker in list(self.workers.values()):
             try:
                 worker.process.kill()
@@ -300,16 +355,16 @@ class WorkerPool:
                 pass
         for worker in list(self.workers.values()):
             worker.process.join(timeout=2)
-            worker.conn.close()
+            self._close(worker)
         self.workers.clear()
+        self.held_by_rank = [0] * N_CLASSES
 
-
-def describe_exit(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "worker vanished"
-    if exitcode < 0:
-        try:
-            return f"worker killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"worker killed by signal {-exitcode}"
-    return f"worker exited with code {exitcode}"
+    def _close(self, worker: WorkerHandle) -> None:
+        """Release an ended (or unkillable) worker's pipe, process and, once it is dead, its slot."""
+        worker.lost = True  # nothing is sent to it any more
+        worker.conn.close()
+        if worker.process.is_alive():
+            return
+        worker.exitcode = worker.process.exitcode
+        self.board.reconcile_dead(worker.slot)
+        worker.process.close()  # its sentinel fd now, rather than at garbage collection

@@ -1,13 +1,12 @@
-"""Retries and circuit breakers: the error classification, RetryPolicy, CircuitBreaker, BreakerBoard.
+"""Retries: the error classification and RetryPolicy (circuit breakers: engine.breakers).
 
 Error classes (DESIGN.md): **transient** errors are retried with exponential backoff and jitter,
 **permanent** ones are recorded once and the run goes on, a **critical** one stops the run cleanly.
 A plugin may classify its own errors (``pagemill_classify_error``); :func:`classify_error` is the
 built-in table used for everything no plugin claimed.
 
-Circuit breakers live in the parent, one per (plugin, hook). After ``threshold`` consecutive
-failures a breaker opens and no page is dispatched; after ``reset_seconds`` it half-opens and lets
-exactly one trial page go; the trial's success closes it, its failure opens it again.
+Circuit breakers (``CircuitBreaker``, ``BreakerBoard``) are in :mod:`engine.breakers` and
+importable from here.
 """
 
 from __future__ import annotations
@@ -15,12 +14,8 @@ from __future__ import annotations
 import errno
 import random
 import subprocess
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-from loguru import logger
 
 from engine.errors import ConfigError, PagemillError
 
@@ -144,158 +139,16 @@ class RetryPolicy:
         return error_class == TRANSIENT and attempt < self.max_attempts
 
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+from engine.breakers import (  # noqa: E402 - kept importable from here
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    BreakerBoard,
+    CircuitBreaker,
+    CircuitOpenError,
+)
 
-
-class CircuitBreaker:
-    """closed → open after ``threshold`` consecutive failures → half_open once ``reset_seconds``
-    have passed (one trial goes) → closed on the trial's success, open again on its failure.
-
-    A trial that never reports (its page failed for another reason, or was lost with its worker)
-    does not hold the breaker forever: after another ``reset_seconds`` a new trial may go.
-    """
-
-    def __init__(self, name: str, threshold: int = 5, reset_seconds: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if threshold < 1:
-            raise ConfigError(f"breaker threshold must be at least 1, not {threshold}")
-        self.name = name
-        self.threshold = threshold
-        self.reset_seconds = reset_seconds
-        self.clock = clock
-        self.failures = 0  # consecutive
-        self.transitions: list[tuple[float, str, str]] = []
-        self._state = CLOSED
-        self._opened_at = 0.0
-        self._trial_since: float | None = None
-
-    @property
-    def state(self) -> str:
-        return self._state
-
-    def _move(self, state: str) -> None:
-        if state == self._state:
-            return
-        now = self.clock()
-        self.transitions.append((now, self._state, state))
-        log = logger.warning if state == OPEN else logger.info
-        log("circuit breaker {}: {} → {}{}", self.name, self._state, state,
-            f" after {self.failures} consecutive failures" if state == OPEN and self._state == CLOSED else "")
-        self._state = state
-
-    def _half_open_if_due(self) -> None:
-        if self._state == OPEN and self.clock() >= self.retry_at():
-            self._move(HALF_OPEN)
-            self._trial_since = None
-
-    def _trial_free(self) -> bool:
-        return self._trial_since is None or self.clock() - self._trial_since >= self.reset_seconds
-
-    def would_allow(self) -> bool:
-        """What ``allow()`` would answer, without taking the half-open trial."""
-        self._half_open_if_due()
-        if self._state == CLOSED:
-            return True
-        return self._state == HALF_OPEN and self._trial_free()
-
-    def allow(self) -> bool:
-        """Whether a call may go now; in half_open this takes the single trial."""
-        if not self.would_allow():
-            return False
-        if self._state == HALF_OPEN:
-            self._trial_since = self.clock()
-        return True
-
-    def record_success(self) -> None:
-        self.failures = 0
-        self._trial_since = None
-        self._move(CLOSED)
-
-    def record_failure(self) -> None:
-        self.failures += 1
-        if self._state == OPEN:
-            return  # a call let through before the breaker opened: the pause is not extended
-        if self._state == HALF_OPEN or self.failures >= self.threshold:
-            self._opened_at = self.clock()
-            self._trial_since = None
-            self._move(OPEN)
-
-    def retry_at(self) -> float:
-        """The clock time at which an open breaker half-opens."""
-        return self._opened_at + self.reset_seconds
-
-    def free_at(self) -> float | None:
-        """When this breaker lets a call go (None: now)."""
-        if self.would_allow():
-            return None
-        if self._state == OPEN:
-            return self.retry_at()
-        assert self._trial_since is not None
-        return self._trial_since + self.reset_seconds
-
-
-class BreakerBoard:
-    """The breakers of a run, one per (plugin, hook), created on first use.
-
-    A page runs every stage, so a page may be dispatched only while every breaker allows it; when
-    some are half-open, that one page is the trial for all of them.
-    """
-
-    def __init__(self, threshold: int = 5, reset_seconds: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.threshold = threshold
-        self.reset_seconds = reset_seconds
-        self.clock = clock
-        self.breakers: dict[tuple[str, str], CircuitBreaker] = {}
-
-    def get(self, plugin: str, hook: str) -> CircuitBreaker:
-        key = (plugin, hook)
-        breaker = self.breakers.get(key)
-        if breaker is None:
-            breaker = CircuitBreaker(f"{plugin}.{hook}", self.threshold, self.reset_seconds, self.clock)
-            self.breakers[key] = breaker
-        return breaker
-
-    def _tripped(self) -> list[CircuitBreaker]:
-        return [breaker for breaker in self.breakers.values() if breaker.state != CLOSED]
-
-    def allow_page(self) -> bool:
-        """Whether a page may be dispatched now. No trial is taken unless the page may go."""
-        tripped = self._tripped()
-        if not all(breaker.would_allow() for breaker in tripped):
-            return False
-        for breaker in tripped:
-            breaker.allow()
-        return True
-
-    def blocked_until(self) -> float | None:
-        """The earliest clock time a page may go, or None when no breaker holds pages back."""
-        times = [free for free in (b.free_at() for b in self._tripped()) if free is not None]
-        return max(times) if times else None
-
-    def record(self, plugin: str | None, hook: str | None, ok: bool) -> None:
-        """A stage's outcome, or with no plugin named a whole page's success.
-
-        A page's success is a success for every breaker that is closed (its count of consecutive
-        failures starts again) or on trial (it closes); an open breaker stays open until its
-        pause ends and a trial page succeeds — the page that succeeded was sent before it opened.
-        """
-        if ok:
-            if plugin is not None and hook is not None:
-                if (plugin, hook) in self.breakers:
-                    self.breakers[(plugin, hook)].record_success()
-                return
-            for breaker in self.breakers.values():
-                if breaker.state == HALF_OPEN or (breaker.state == CLOSED and breaker.failures):
-                    breaker.record_success()
-            return
-        self.get(plugin or "unknown", hook or "unknown").record_failure()
-
-    def counts(self) -> dict[str, int]:
-        """How many times breakers opened, half-opened and closed in this run (for report.json)."""
-        names = {OPEN: "opened", HALF_OPEN: "half_opened", CLOSED: "closed"}
-        counts = dict.fromkeys(names.values(), 0)
-        for breaker in self.breakers.values():
-            for _, _, state in breaker.transitions:
-                counts[names[state]] += 1
-        return counts
+__all__ = [
+    "CLOSED", "CRITICAL", "HALF_OPEN", "OPEN", "PERMANENT", "TRANSIENT", "BreakerBoard", "CircuitBreaker",
+    "CircuitOpenError", "RetryPolicy", "classify_error",
+]

@@ -264,3 +264,37 @@ def test_the_summary_table() -> None:
 @pytest.mark.parametrize(("seconds", "text"), [(0.4, "0 s"), (59, "59 s"), (200, "3 min 20 s"), (7500, "2 h 05 min")])
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_an_attempt_lost_with_its_worker_is_counted_errored_and_killed_once() -> None:
+    board = ProgressBoard(2, multiprocessing.get_context("spawn"))
+    writer = SlotWriter(board.array, 1)
+    writer.page_started(1)
+    writer.page_finished(errored=False)
+    writer.page_started(2)
+    writer.stage_started("ocr")
+    writer.plugin_started(3)  # the worker dies here
+    assert board.plugin_now(1) == 3
+    assert board.reconcile_dead(1) == 1
+    snapshot = board.snapshot()
+    assert (snapshot.pages_started, snapshot.pages_done, snapshot.pages_errored, snapshot.pages_killed) == (2, 1, 1, 1)
+    assert board.in_hand(1) == (-1, 0) and board.plugin_now(1) == -1 and snapshot.stage_in_hand["ocr"] == 0
+    assert board.reconcile_dead(1) == 0  # settled once: a later life of the slot starts balanced
+    assert board.snapshot().pages_errored == 1
+
+
+def test_counts_since_a_baseline() -> None:
+    board = ProgressBoard(1, multiprocessing.get_context("spawn"))
+    writer = SlotWriter(board.array, 0)
+    for seq in range(3):
+        writer.page_started(seq)
+        writer.stage_finished("load", 1_000_000, False)
+        writer.page_finished(errored=seq == 2)
+    baseline = board.snapshot()
+    writer.page_started(9)
+    writer.stage_finished("load", 2_000_000, True)
+    since = board.snapshot().minus(baseline)
+    assert (since.pages_started, since.pages_done, since.pages_errored) == (1, 0, 0)
+    assert since.in_hand == 1  # what is in hand now, not a difference
+    assert since.stage_calls["load"] == 1 and since.stage_failures["load"] == 1
+    assert since.stage_busy_seconds["load"] == pytest.approx(0.002)

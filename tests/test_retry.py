@@ -291,3 +291,29 @@ def test_plugin_failing_ten_times_then_recovering_finishes_every_page(noop_archi
     assert len(results) == 12 and all(r.status == "ok" for r in results)
     assert engine.last_summary.breaker_events >= 3  # opened, half-opened, closed at least once
     assert engine.last_summary.pages_failed == 0
+
+
+def test_board_counts_state_changes_per_breaker() -> None:
+    clock = Clock()
+    board = BreakerBoard(threshold=1, reset_seconds=1, clock=clock)
+    board.record("tesseract", "pagemill_ocr", ok=False)
+    clock.now += 1
+    assert board.get("tesseract", "pagemill_ocr").allow()
+    board.record("tesseract", "pagemill_ocr", ok=True)
+    board.record("extract", "pagemill_extract", ok=False)
+    board.get("quiet", "pagemill_validate")  # never changed state: not listed
+    assert board.by_breaker() == {
+        "tesseract.pagemill_ocr": {"opened": 1, "half_opened": 1, "closed": 1},
+        "extract.pagemill_extract": {"opened": 1, "half_opened": 0, "closed": 0},
+    }
+    assert board.counts() == {"opened": 2, "half_opened": 1, "closed": 1}
+
+
+def test_a_trial_handed_back_frees_the_breaker_for_another() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("x", threshold=1, reset_seconds=10, clock=clock)
+    breaker.record_failure()
+    clock.now = 110.0
+    assert breaker.allow() and not breaker.allow()
+    breaker.release_trial()
+    assert breaker.allow()

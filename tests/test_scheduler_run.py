@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+from collections import Counter
 from pathlib import Path
 
-from conftest import noop_config
+import pytest
+from conftest import FAULTS, noop_config
+from faults import read_trace
 from loguru import logger
 from rich.console import Console
 
@@ -118,3 +121,60 @@ def test_workers_are_recycled_past_the_rss_limit(noop_archive, tmp_path) -> None
         started = engine._pool.workers_started
     assert len(results) == 40
     assert started > 2  # every worker is over 1 MB: each is replaced after its tasks
+
+
+def test_each_run_of_an_engine_reports_its_own_counters(noop_archive, tmp_path) -> None:
+    archive = noop_archive([4, 6])
+    with Engine(noop_config(tmp_path / "out", noop_ms=1, fresh=True)) as engine:
+        busy = []
+        for _ in range(2):
+            results = []
+            for result in engine.process(archive):
+                results.append(result)
+                scheduler = engine.session.scheduler
+            counters = scheduler.run_counters()
+            assert len(results) == 10
+            assert counters.pages_started == counters.pages_done == 10
+            assert counters.stage_calls["load"] == 10 and counters.stage_calls["ingest"] == 2
+            assert counters.stage_busy_seconds["load"] >= 0.010
+            busy.append(counters.stage_busy_seconds["load"])
+            assert 1 <= scheduler.peak_workers <= 2
+        assert sum(busy) == pytest.approx(engine._pool.board.snapshot().stage_busy_seconds["load"])
+        assert engine._pool.board.snapshot().pages_done == 20  # the board itself counts for the pool's life
+
+
+def test_no_worker_runs_more_than_max_pages_and_a_recycled_one_is_replaced_at_once(noop_archive, tmp_path) -> None:
+    archive = noop_archive([6, 6, 6])
+    trace = tmp_path / "trace"
+    config = noop_config(tmp_path / "out", plugins=(FAULTS,), options={"trace_file": str(trace)}, noop_ms=1,
+                         max_pages_per_worker=4)
+    short_handed = []
+    with Engine(config) as engine:
+        pool = engine._pool
+        original = pool.wait
+
+        def wait(timeout):
+            if pool.workers and len(pool.live) < pool.target:
+                short_handed.append((len(pool.live), pool.target))
+            return original(timeout)
+
+        pool.wait = wait
+        results = list(engine.process(archive))
+    assert len(results) == 18 and len({(r.document, r.page) for r in results}) == 18
+    tasks_per_worker = Counter(pid for pid, _, _ in read_trace(trace))
+    assert sum(tasks_per_worker.values()) == 21  # 3 ingests and 18 pages
+    assert max(tasks_per_worker.values()) <= 4, tasks_per_worker
+    assert short_handed == []  # the pool never waited short of its target
+
+
+def test_a_memory_limit_below_a_fresh_worker_recycles_each_worker_after_a_task(noop_archive, tmp_path) -> None:
+    archive = noop_archive([4])
+    trace = tmp_path / "trace"
+    config = noop_config(tmp_path / "out", plugins=(FAULTS,), options={"trace_file": str(trace)}, noop_ms=300,
+                         workers="1", max_worker_rss_mb=1)
+    with Engine(config) as engine:
+        results = list(engine.process(archive))
+        started = engine._pool.workers_started
+    assert len(results) == 4
+    lives_with_work = len({pid for pid, _, _ in read_trace(trace)})
+    assert started - lives_with_work <= 1  # only the last replacement may be left without a task

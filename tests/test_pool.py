@@ -1,0 +1,162 @@
+"""The worker pool's mechanism with real processes: taking tasks back, a worker that cannot be
+written to, progress slots running out, the memory limit, deaths of idle workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import FAULTS, noop_config
+from loguru import logger
+from waiting import wait_until
+
+from engine.api import Engine
+from engine.pagequeue import Task, next_seq
+from engine.pool import PoolEvent, WorkerPool
+from engine.records import PageTask
+from engine.registry import PluginRegistry
+
+
+@pytest.fixture
+def log_lines():
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(message.record["message"]), level="DEBUG")
+    yield lines
+    logger.remove(sink)
+
+
+def make_pool(tmp_path: Path, workers: int = 1) -> WorkerPool:
+    config = noop_config(None, plugins=(FAULTS,), options={"page_gate": str(tmp_path / "gate")})
+    specs = PluginRegistry.for_run(config.plugins, load_entry_points=False).specs
+    return WorkerPool(specs, config, workers)
+
+
+def page_task(index: int) -> Task:
+    payload = PageTask("doc.noop", "d" * 8, index, 10, kind="noop", has_text_layer=True)
+    return Task(next_seq(), "page", payload, 2, 10)
+
+
+def collect(pool: WorkerPool, until, timeout: float = 30.0) -> list[PoolEvent]:
+    """Pool events until ``until(events)`` holds; ready messages mark their worker ready."""
+    events: list[PoolEvent] = []
+
+    def more() -> bool:
+        for event in pool.wait(0.05):
+            if event.kind == "message" and event.message[1] == "ready":
+                event.worker.ready = True
+            events.append(event)
+        return until(events)
+
+    wait_until(more, timeout)
+    return events
+
+
+def answers(events: list[PoolEvent]) -> list[tuple[int, str]]:
+    return [(e.message[0], e.message[1]) for e in events if e.kind == "message" and e.message[1] not in ("ready", "log")]
+
+
+def test_a_waiting_task_is_given_back_and_a_started_one_finishes(tmp_path) -> None:
+    pool = make_pool(tmp_path)
+    try:
+        pool.resize(1, "test")
+        collect(pool, lambda events: all(w.ready for w in pool.workers.values()))
+        worker = next(iter(pool.workers.values()))
+        first, second = page_task(0), page_task(1)
+        pool.send_batch(worker, [first, second])
+        wait_until(lambda: pool.board.in_hand(worker.slot)[0] == first.seq, what="the first task in hand")
+        assert pool.revoke(worker, [first, second]) == 1  # the one in hand is left to finish
+        assert worker.in_flight == [first] and list(worker.revoking) == [second.seq]
+        (tmp_path / "gate").touch()
+        events = collect(pool, lambda events: len(answers(events)) == 2)
+        assert answers(events) == [(first.seq, "result"), (second.seq, "revoked")]
+        assert pool.given_back(worker, second.seq) is second
+        assert pool.complete(worker, first.seq) is first
+        assert not worker.held
+    finally:
+        pool.shutdown()
+
+
+def test_a_task_asked_back_after_it_started_is_finished_and_not_lost(tmp_path, monkeypatch) -> None:
+    pool = make_pool(tmp_path)
+    try:
+        pool.resize(1, "test")
+        collect(pool, lambda events: all(w.ready for w in pool.workers.values()))
+        worker = next(iter(pool.workers.values()))
+        task = page_task(0)
+        pool.send(worker, task)
+        wait_until(lambda: pool.board.in_hand(worker.slot)[0] == task.seq, what="the task in hand")
+        monkeypatch.setattr(pool.board, "in_hand", lambda slot: (-1, 0))  # the parent has not seen it start
+        assert pool.revoke(worker, [task]) == 1
+        (tmp_path / "gate").touch()
+        events = collect(pool, lambda events: answers(events))
+        assert answers(events) == [(task.seq, "result")]
+        assert pool.complete(worker, task.seq) is task and not worker.held
+    finally:
+        pool.shutdown()
+
+
+def test_a_send_to_a_dead_worker_is_reported_as_its_death(tmp_path) -> None:
+    pool = make_pool(tmp_path)
+    try:
+        pool.resize(1, "test")
+        collect(pool, lambda events: all(w.ready for w in pool.workers.values()))
+        worker = next(iter(pool.workers.values()))
+        worker.process.kill()
+        worker.process.join(5)
+        task = page_task(0)
+        pool.send(worker, task)  # whether or not the pipe says so now, nothing is raised
+        events = collect(pool, lambda events: any(e.kind == "died" for e in events))
+        died = next(e for e in events if e.kind == "died")
+        assert died.worker is worker and pool.running_task(worker) is None  # it never started the task
+        assert pool.take_all(worker) == [task]
+        assert worker.slot not in pool.workers
+    finally:
+        pool.shutdown()
+
+
+def test_a_start_waits_for_a_free_progress_slot(tmp_path) -> None:
+    pool = make_pool(tmp_path, workers=1)  # 2 × 1 + 1 slots
+    try:
+        pool.target = 5
+        pool.fill()
+        assert len(pool.workers) == pool.board.n_slots == 3  # no error: the other starts wait
+        victim = pool.workers[0]
+        victim.process.kill()
+        collect(pool, lambda events: any(e.kind == "died" for e in events))
+        pool.fill()
+        assert len(pool.workers) == 3 and pool.workers[0] is not victim
+    finally:
+        pool.shutdown()
+
+
+def test_a_fresh_worker_over_the_memory_limit_is_not_recycled_and_the_limit_is_named(tmp_path, log_lines) -> None:
+    pool = make_pool(tmp_path)
+    try:
+        pool.resize(1, "test")
+        collect(pool, lambda events: all(w.ready for w in pool.workers.values()))
+        worker = next(iter(pool.workers.values()))
+        for _ in range(3):
+            pool.check_memory(1)
+        assert not worker.retiring
+        assert sum("below a fresh worker" in line for line in log_lines) == 1
+        worker.tasks_done = 1  # it has done a task since it started: now it is recycled
+        pool.check_memory(1)
+        assert worker.retiring.startswith("recycled: RSS")
+    finally:
+        pool.shutdown()
+
+
+def test_an_idle_worker_that_dies_is_logged_and_replaced_at_once(noop_archive, tmp_path, log_lines) -> None:
+    archive = noop_archive([2])
+    with Engine(noop_config(tmp_path / "out", workers="2")) as engine:
+        job = engine.submit(archive)
+        job.result(timeout=30)
+        pool = engine._pool
+        victim = next(iter(pool.workers.values()))
+        os.kill(victim.pid, signal.SIGKILL)
+        wait_until(lambda: any(f"worker {victim.slot} (pid {victim.pid}) died while idle" in line for line in log_lines),
+                   what="the death logged")
+        wait_until(lambda: any("started: replacing worker" in line for line in log_lines), what="the replacement")
+        assert len(pool.live) == 2
