@@ -334,7 +334,7 @@ class Engine:
         scheduler = session.scheduler
         pool = scheduler.pool
         return RunProgress(
-            counters=pool.board.snapshot(),
+            counters=session.scheduler.run_counters(),
             pages_done=session.pages_done + scheduler.pages_skipped,
             pages_known=scheduler.pages_known,
             pages_skipped=scheduler.pages_skipped,

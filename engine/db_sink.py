@@ -1,6 +1,6 @@
 """``--sink sqlite:///path.db``: each finished ticket into a ``tickets`` table as the run goes.
 
-A parent-side plugin (``pagemill_page_done``). Rows are keyed by document hash and page, so
+A parent-side plugin (``pagemill_page_done``, ``pagemill_page_amended``). Rows are keyed by document hash and page, so
 writing a page again replaces it: the table never holds a ticket twice. A field seen for the first
 time gets its own column. When a run starts, pages the ledger holds but the table lacks (a run
 killed between the two commits) are added first, so a resumed run leaves every ticket in the table.
@@ -90,6 +90,10 @@ class SqliteSink:
     def pagemill_page_done(self, result: PageResult) -> None:
         self.write(result)
         self.db.commit()
+
+    @hookimpl
+    def pagemill_page_amended(self, result: PageResult) -> None:
+        self.pagemill_page_done(result)
 
     @hookimpl
     def pagemill_run_finished(self, summary: Any) -> None:

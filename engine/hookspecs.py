@@ -104,13 +104,23 @@ def pagemill_cross_check(result: PageResult, seen: SeenValues, config: EngineCon
 
     ``seen`` remembers values across the run (for example ticket numbers) and is rebuilt from the
     ledger when a run resumes, by calling this hook again for every page already done (the issues
-    returned then are ignored). Return issues to add to the page.
+    and amendments asked for then are ignored). Return issues to add to the page; to flag a page
+    finished earlier as well, call ``seen.amend(key, issue)`` (pages finish in any order, so a check
+    that must not depend on it amends the earlier page: see ``plugins.ticket_validate``).
     """
 
 
 @hookspec
 def pagemill_page_done(result: PageResult) -> None:
-    """A page is finished and committed to the ledger (parent). For sinks and callbacks."""
+    """A page is finished, committed to the ledger and handed on (parent), once per page across
+    the runs into one output folder. For sinks and callbacks."""
+
+
+@hookspec
+def pagemill_page_amended(result: PageResult) -> None:
+    """A page handed on before has changed (parent): a check across pages set an issue on it, such
+    as a ticket number that a later page repeats. ``result`` is the page as the ledger now holds it;
+    a sink that keeps pages by document hash and page replaces its row."""
 
 
 @hookspec

@@ -39,7 +39,7 @@ from typing import Any
 
 from engine import ledger_schema
 from engine.errors import LedgerError
-from engine.ledger_queries import PAGE_COLUMNS, LedgerReader, ReadOnlyLedger, ledger_path
+from engine.ledger_queries import PAGE_COLUMNS, LedgerReader, ReadOnlyLedger, ledger_path, result_of
 from engine.ledger_schema import LEDGER_NAME
 from engine.outlock import OutputLock
 from engine.output_record import encode_record, mean_confidence
@@ -237,6 +237,32 @@ class Ledger(LedgerReader):
     def drop_buffer(self) -> None:
         """Give up what is buffered (a run ending on a ledger that cannot be written)."""
         self._results, self._attempts = [], []
+
+    def amend(self, run_id: int, key: tuple[str, int],
+              change: Callable[[PageResult], PageResult]) -> tuple[PageResult, PageResult, int | None] | None:
+        """Change a page of this run's generation with ``change``: in the buffer when it is not
+        committed yet, else its committed row, rewritten in place (same run, same time). Returns
+        (before, after, committed), or None when the ledger holds no such page."""
+        for position in range(len(self._results) - 1, -1, -1):
+            owner, result = self._results[position]
+            if result.key == key:
+                changed = change(result)
+                self._results[position] = (owner, changed)
+                return result, changed, None
+        generation = self._generation_of(run_id)
+        row = self.db.execute(f"SELECT {', '.join(PAGE_COLUMNS)} FROM pages "
+                              "WHERE generation=? AND sha256=? AND page_index=?", (generation, *key)).fetchone()
+        if row is None:
+            return None
+        stored = dict(zip(PAGE_COLUMNS, row))
+        result = result_of(stored)
+        changed = change(result)
+        try:
+            with self._transaction():
+                self.db.execute(_INSERT_PAGE, _page_row(generation, stored["run_id"], changed, stored["finished"]))
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{self._where()}: cannot write the ledger ({exc})") from None
+        return result, changed, int(stored["run_id"])
 
     def forget(self, run_id: int, keys: Iterable[tuple[str, int]], note: str = TAKEN_BACK) -> int:
         """Take committed pages of ``run_id`` back out (they are redone by the next run); their

@@ -194,6 +194,7 @@ class RunSummary:
     errors_by_type: dict[str, int] = field(default_factory=dict)
     peak_workers: int = 0
     breaker_events: int = 0
+    breakers: dict[str, dict[str, int]] = field(default_factory=dict)  # "plugin.hook" → state changes
     message: str = ""
     outputs_ok: int = 0
     outputs_review: int = 0

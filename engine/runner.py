@@ -23,7 +23,7 @@ from engine.discovery import sha256_of
 from engine.errors import CriticalError, LedgerError, PagemillError
 from engine.ledger import Ledger
 from engine.pipeline import merge_fields, status_of
-from engine.records import STAGES, Document, PageResult, RunSummary
+from engine.records import STAGES, Document, Issue, PageResult, RunSummary
 from engine.registry import PluginRegistry
 from engine.run_setup import open_ledger, preflight
 from engine.scheduler import (
@@ -90,6 +90,7 @@ class RunSession:
             self.done_before = ledger.done_keys(include_failed=not config.retry_failed)
             for result in ledger.iter_results():  # rebuild the run-wide checks
                 self.registry.hook.pagemill_cross_check(result=result, seen=self.seen, config=config)
+            self.seen.take_amendments()  # the pages done before hold them already
         if self.done_before:
             self._document_pages = ledger.document_pages()
             self._document_paths = ledger.document_paths()
@@ -166,6 +167,7 @@ class RunSession:
             result = event.result
             ledger.add_result(self.run_id, self._cross_checked(result))
             self._job_of[result.key] = event.job
+            self._apply_amendments()
             if result.status != "failed":  # a failed attempt is recorded by AttemptFailed
                 ledger.add_attempt(self.run_id, result.sha256, result.page - 1, result.attempts, None,
                                    sum(result.stage_seconds.values()))
@@ -197,6 +199,24 @@ class RunSession:
             return result
         issues = result.issues + tuple(extra)
         return dataclasses.replace(result, issues=issues, status=status_of(issues))
+
+    def _apply_amendments(self) -> None:
+        """Issues a check across pages set on pages finished earlier (a duplicate ticket number is
+        flagged on every page that carries it, whichever finished first). A page already handed on
+        is changed in the ledger and the outputs, and passed to ``pagemill_page_amended``."""
+        for key, issue in self.seen.take_amendments():
+            amended = self.ledger.amend(self.run_id, key, lambda result: _with_issue(result, issue))
+            if amended is None:
+                continue
+            before, after, committed_by = amended
+            waiting = next((i for i, result in enumerate(self._undelivered) if result.key == key), None)
+            if waiting is not None:
+                self._undelivered[waiting] = after
+            elif committed_by is not None and before != after:
+                if committed_by == self.run_id:  # counted as handed on by this run
+                    self.counts[before.status] -= 1
+                    self.counts[after.status] += 1
+                self.registry.hook.pagemill_page_amended(result=after)
 
     def _commit(self) -> Iterator[PageResult]:
         """Commit the batch, then hand each page on: hooks and callback just before its yield. A
@@ -297,7 +317,7 @@ class RunSession:
 
     def make_summary(self, status: str, totals: dict[str, int] | None = None, message: str = "") -> RunSummary:
         wall = time.perf_counter() - self.started
-        snapshot = self.scheduler.pool.board.snapshot()
+        snapshot = self.scheduler.run_counters()
         pages = self.pages_done
         totals = totals if totals is not None else {**self.counts, "pages": pages}
         if not message and self.scheduler.critical is not None:
@@ -318,14 +338,23 @@ class RunSession:
             stage_busy_seconds={k: round(v, 3) for k, v in snapshot.stage_busy_seconds.items() if v},
             errors_by_class=dict(self.errors_by_class),
             errors_by_type=dict(self.errors_by_type),
-            peak_workers=self.scheduler.pool.peak_workers,
+            peak_workers=self.scheduler.peak_workers,
             breaker_events=sum(self.scheduler.breakers.counts().values()),
+            breakers=self.scheduler.breaker_counts(),
             message=message,
             outputs_ok=totals["ok"],
             outputs_review=totals["review"],
             outputs_failed=totals["failed"],
             pages_done_before=max(0, totals["pages"] - pages),
         )
+
+
+def _with_issue(result: PageResult, issue: Issue) -> PageResult:
+    """``result`` with ``issue`` in place of any issue of the same code and field."""
+    if result.status == "failed":
+        return result
+    issues = tuple(i for i in result.issues if (i.code, i.field) != (issue.code, issue.field)) + (issue,)
+    return dataclasses.replace(result, issues=issues, status=status_of(issues))
 
 
 def _same_content(path: Path, document: Document) -> bool:

@@ -24,7 +24,8 @@ whose truck number is printed faded, as by a worn ribbon (``low_confidence``).
 "expect_review"}`` with the fields as printed and as extraction gives them (ISO dates, HH:MM
 times, weights in lb as ints converted from kg the way the bundled template converts them, net
 tons with two decimals); ``expect_review`` lists the issue codes the page is meant to raise
-(empty for most), and a duplicate's line also has ``duplicate_of: {"document", "page"}``. A page
+(empty for most), and a duplicate's line also has ``duplicate_of: {"document", "page"}`` (that page
+is flagged too: a repeated ticket number sends every page that carries it to review). A page
 with noise or a review case is not ``clean``. The same seed gives the same bytes.
 
 Generating again into the same folder replaces the previous sample: its ``tickets-NNNN.pdf``,

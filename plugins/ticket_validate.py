@@ -7,14 +7,15 @@
   every weight zero (``zero_weight``: a scale that did not weigh);
 - a plausible date: not before 1990, not more than a day ahead (``implausible_date``);
 - no field read with a confidence below ``--review-below`` (``low_confidence``, one per field);
-- across the run, a ticket number seen on an earlier page (``duplicate_ticket``), checked in the
-  parent.
+- across the run, a ticket number on more than one page (``duplicate_ticket``, on each of those
+  pages, naming the others), checked in the parent.
 
 Every issue sends its page to the review queue.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from typing import Any
 
@@ -106,11 +107,29 @@ def pagemill_validate(page: PageTask, fields: dict[str, Field], config: Any) -> 
 
 @hookimpl
 def pagemill_cross_check(result: PageResult, seen: Any, config: Any) -> list[Issue]:
+    """A ticket number on more than one page: every page that carries it is flagged, each naming
+    the others, whichever of them finished first (a person decides which one is the real ticket)."""
     ticket = result.fields.get("ticket_number")
     if ticket is None or ticket.value in (None, ""):
         return []
-    earlier = seen.first_seen("ticket_number", str(ticket.value), result.where())
-    if earlier is None:
+    number = str(ticket.value)
+    seen.first_seen("ticket_number", number, result.where(), result.key)
+    places = seen.places("ticket_number", number)
+    if len(places) < 2:
         return []
-    return [Issue("duplicate_ticket", f"ticket number {ticket.value} was seen first on {earlier}",
-                  field="ticket_number")]
+    for place in places:
+        if place.key is not None and place.key != result.key:
+            seen.amend(place.key, duplicate_issue(number, place.where, places))
+    return [duplicate_issue(number, result.where(), places)]
+
+
+def duplicate_issue(number: str, where: str, places: list[Any], shown: int = 5) -> Issue:
+    """The issue of the page at ``where``: the other pages with the same number, in a stable order."""
+    others = sorted((place.where for place in places if place.where != where), key=_natural)
+    named = ", ".join(others[:shown]) + (f" and {len(others) - shown} more" if len(others) > shown else "")
+    return Issue("duplicate_ticket", f"ticket number {number} is also on {named}", field="ticket_number")
+
+
+def _natural(where: str) -> list[Any]:
+    """Sort key that puts "page 2" before "page 10"."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", where)]

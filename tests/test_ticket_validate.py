@@ -69,14 +69,32 @@ def test_hook_reads_review_below_and_template() -> None:
                 if i.code == "low_confidence"]
 
 
-def test_duplicate_ticket_number_is_flagged_on_the_later_page() -> None:
+def test_a_page_checked_twice_is_no_duplicate_of_itself() -> None:
     seen = SeenValues()
     first = PageResult("a.pdf", "1" * 64, 1, 1, "ok", fields=fields(**GOOD))
-    second = PageResult("b.pdf", "2" * 64, 3, 3, "ok", fields=fields(**GOOD))
     assert pagemill_cross_check(first, seen, EngineConfig()) == []
-    issues = pagemill_cross_check(second, seen, EngineConfig())
-    assert codes(issues) == ["duplicate_ticket"] and "a.pdf page 1" in issues[0].message
-    assert pagemill_cross_check(first, seen, EngineConfig()) == []  # the same page again is no duplicate
+    assert pagemill_cross_check(first, seen, EngineConfig()) == []  # a resumed run checks it again
+    assert seen.take_amendments() == []
+
+
+def test_a_duplicate_ticket_number_flags_every_page_that_carries_it_whatever_the_order() -> None:
+    pages = [PageResult(f"{name}.pdf", str(n) * 64, page, page, "ok", fields=fields(**GOOD))
+             for n, (name, page) in enumerate([("a", 1), ("b", 3), ("c", 10)], start=1)]
+    outcomes = []
+    for order in ([0, 1, 2], [2, 1, 0], [1, 2, 0]):
+        seen = SeenValues()
+        issues = {}
+        for index in order:
+            found = pagemill_cross_check(pages[index], seen, EngineConfig())
+            issues[pages[index].key] = found or issues.get(pages[index].key, [])
+            for key, issue in seen.take_amendments():  # what the runner applies to earlier pages
+                issues[key] = [issue]
+        outcomes.append({key: [(i.code, i.message) for i in found] for key, found in issues.items()})
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+    final = outcomes[0]
+    assert all(codes_and[0][0] == "duplicate_ticket" for codes_and in final.values())
+    assert final[pages[0].key][0][1].endswith("is also on b.pdf page 3, c.pdf page 10")
+    assert final[pages[2].key][0][1].endswith("is also on a.pdf page 1, b.pdf page 3")
 
 
 def test_gross_below_tare_is_flagged_with_the_numbers() -> None:
