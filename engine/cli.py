@@ -136,6 +136,9 @@ def command_run(args: argparse.Namespace, registry: Any, stored: dict[str, Any] 
     return summary.exit_code
 
 
+RUN_RECORD = ("inputs", "field_order")  # stored with a run's settings, but not settings
+
+
 def run_config(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> EngineConfig:
     """defaults < pagemill.toml < PAGEMILL_* < arguments. For a resume: the stored settings <
     arguments, with pagemill.toml and PAGEMILL_* giving only what is never stored (the password);
@@ -144,7 +147,7 @@ def run_config(args: argparse.Namespace, stored: dict[str, Any] | None = None) -
     specs = cli_options.plugin_option_specs(args)
     if stored is None:
         return EngineConfig.load(args.config, plugin_options=specs, **overrides)
-    base = {k: v for k, v in stored.items() if v is not None and k != "inputs" and k not in ONE_SHOT}
+    base = {k: v for k, v in stored.items() if v is not None and k not in RUN_RECORD and k not in ONE_SHOT}
     unstored = [{k: v for k, v in layer.items() if k in NEVER_STORED} for layer in read_sources(args.config)]
     given = {k: v for k, v in overrides.items() if v is not None}
     return EngineConfig.from_layers([*unstored, base, given], specs)

@@ -187,10 +187,13 @@ def command_export(args: argparse.Namespace, registry: Any) -> int:
     with open_existing(out, read_only=True) as ledger:  # also while a run is writing it
         runs = ledger.runs()
         report = (runs[-1].get("summary") or {}) if runs else {}
+        # the columns the latest run writes its outputs with (it may still be running)
+        field_order = (ledger.last_config() or {}).get("field_order") or report.get("field_order") or None
         if args.format == "xlsx":
-            written = [write_xlsx(ledger, Path(args.output) if args.output else out / "results.xlsx", report)]
+            target = Path(args.output) if args.output else out / "results.xlsx"
+            written = [write_xlsx(ledger, target, report, field_order)]
         else:
-            paths = write_outputs(ledger, out, report)
+            paths = write_outputs(ledger, out, report, field_order)
             written = [paths["results.jsonl"]] if args.format == "jsonl" else [paths["results.csv"], paths["review.csv"]]
     logger.info("wrote {}", ", ".join(str(p) for p in written))
     return 0

@@ -51,6 +51,16 @@ def pagemill_preflight(config: EngineConfig) -> None:
     """
 
 
+@hookspec
+def pagemill_output_fields(config: EngineConfig) -> list[str] | None:
+    """The fields this plugin extracts, in the order the outputs should show them (parent).
+
+    results.csv and the XLSX export put these columns first, in plugin order (the built-in template
+    first), so a table's columns do not depend on which fields a run happened to find; a field found
+    that no plugin names follows them.
+    """
+
+
 @hookspec(firstresult=True)
 def pagemill_ingest(document: Document, config: EngineConfig) -> list[PageTask] | None:
     """Open a document and split it into page tasks (worker).

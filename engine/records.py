@@ -200,6 +200,7 @@ class RunSummary:
     outputs_review: int = 0
     outputs_failed: int = 0
     pages_done_before: int = 0  # in the outputs from earlier runs, not redone by this one
+    field_order: tuple[str, ...] = ()  # the fields the plugins extract: the first columns of the outputs
 
     @property
     def exit_code(self) -> int:

@@ -73,6 +73,7 @@ class RunSession:
         self.on_committed: Callable[[PageResult, int], Any] | None = None
         self._job_of: dict[tuple[str, int], int] = {}  # recorded, not yet handed on: which job
         self._undelivered: deque[PageResult] = deque()  # committed, not yet handed on
+        self.field_order: list[str] = []  # the fields the plugins extract: the first output columns
 
     @property
     def pages_done(self) -> int:
@@ -85,7 +86,9 @@ class RunSession:
         if stale:
             logger.info("{} {} ended without finishing (the process is gone): marked interrupted",
                         "runs" if len(stale) > 1 else "run", ", ".join(str(run) for run in stale))
-        self.run_id = ledger.start_run({**config.snapshot(), "inputs": self.inputs}, fresh=config.fresh)
+        self.field_order = output_fields(self.registry, config)
+        self.run_id = ledger.start_run({**config.snapshot(), "inputs": self.inputs, "field_order": self.field_order},
+                                       fresh=config.fresh)
         if not config.fresh:
             self.done_before = ledger.done_keys(include_failed=not config.retry_failed)
             for result in ledger.iter_results():  # rebuild the run-wide checks
@@ -293,7 +296,7 @@ class RunSession:
         if self.config.out_dir:
             out = Path(self.config.out_dir)
             try:
-                write_outputs(self.ledger, out, _jsonable(summary))
+                write_outputs(self.ledger, out, _jsonable(summary), self.field_order)
             except OSError as exc:
                 summary = self.summary = self._critical(summary, f"cannot write the outputs in {out}: "
                                                         f"{exc.strerror or exc}; every finished page is kept in the "
@@ -346,7 +349,14 @@ class RunSession:
             outputs_review=totals["review"],
             outputs_failed=totals["failed"],
             pages_done_before=max(0, totals["pages"] - pages),
+            field_order=tuple(self.field_order),
         )
+
+
+def output_fields(registry: PluginRegistry, config: EngineConfig) -> list[str]:
+    """The fields the plugins say they extract, built-in plugins first, each name once."""
+    answers = registry.hook.pagemill_output_fields(config=config)  # the plugin registered last answers first
+    return list(dict.fromkeys(name for names in reversed(answers) for name in (names or ())))
 
 
 def _with_issue(result: PageResult, issue: Issue) -> PageResult:

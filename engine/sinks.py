@@ -227,17 +227,23 @@ def typed_value(field_type: str, value: Any) -> Any:
     return str(value)
 
 
-def write_xlsx(ledger: LedgerReader, path: Path, report: dict[str, Any] | None = None) -> Path:
-    """Tickets (typed columns), Review (the reason per page) and Summary sheets, from the ledger."""
+NUMBER_FORMATS = {"date": "yyyy-mm-dd", "money": "0.00"}  # how a field type's cells are shown
+
+
+def write_xlsx(ledger: LedgerReader, path: Path, report: dict[str, Any] | None = None,
+               field_order: Sequence[str] | None = None) -> Path:
+    """Tickets (typed columns), Review (the reason per page) and Summary sheets, from the ledger.
+    ``field_order`` fixes the first field columns, as in results.csv."""
     try:
         from openpyxl import Workbook
         from openpyxl.styles import Font
     except ImportError:
         raise ConfigError("XLSX export needs openpyxl: pip install 'pagemill[xlsx]'") from None
-    names: dict[str, str] = {}  # field name -> type, in order of first appearance
+    names: dict[str, str] = dict.fromkeys(field_order or (), "")  # field name -> type
     for result in ledger.iter_results():
         for name, item in result.fields.items():
-            names.setdefault(name, item.type)
+            if not names.get(name):
+                names[name] = item.type
     book = Workbook()
     tickets = book.active
     tickets.title = "Tickets"
@@ -256,9 +262,9 @@ def write_xlsx(ledger: LedgerReader, path: Path, report: dict[str, Any] | None =
         if result.status != "ok":
             review.append([result.document, result.page, result.status, review_reasons(result)])
     for column, kind in enumerate(names.values(), start=4):
-        if kind == "date":
+        if kind in NUMBER_FORMATS:
             for row in tickets.iter_rows(min_row=2, min_col=column, max_col=column):
-                row[0].number_format = "yyyy-mm-dd"
+                row[0].number_format = NUMBER_FORMATS[kind]
     summary = book.create_sheet("Summary")
     summary.append(["measure", "value"])
     summary.append(["pages", sum(totals.values())])

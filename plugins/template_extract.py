@@ -46,7 +46,7 @@ _JOINED = re.compile(r"\s*(?:[/&+]|\band\b)\s*", re.IGNORECASE)  # "Date/Time", 
 _TAIL = re.compile(r"([^:\n]{1,24}?):")  # what stands between a label and its colon
 
 __all__ = ["FieldSpec", "LabelHit", "Template", "extract_fields", "find_labels", "load_template",
-           "pagemill_extract", "pagemill_preflight"]
+           "pagemill_extract", "pagemill_preflight", "pagemill_output_fields"]
 
 
 # -------------------------------------------------------------------- words
@@ -296,6 +296,12 @@ def pagemill_preflight(config: Any) -> None:
     """The template of ``--template`` is found and valid, before any page is read: a bad one is a
     :class:`engine.errors.ConfigError` naming the template and the problem (exit 2)."""
     load_template(config.template)
+
+
+@hookimpl
+def pagemill_output_fields(config: Any) -> list[str]:
+    """The template's fields, in the template's order: the columns of results.csv."""
+    return [spec.name for spec in load_template(config.template).fields]
 
 
 @hookimpl
