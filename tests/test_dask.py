@@ -223,3 +223,19 @@ def test_a_scheduler_lost_mid_run_stops_the_run_critical_and_keeps_what_was_done
     with Ledger(tmp_path / "out" / LEDGER_NAME) as ledger:
         assert ledger.runs()[-1]["status"] == "critical"
         assert ledger.counts()["pages"] == len(seen) < 15  # what was done is kept, for the resume
+
+
+def test_slots_winding_down_never_make_the_pool_run_out_of_progress_slots(tmp_path, threads_cluster) -> None:
+    from engine.executors.dask import DaskPool, DaskSlot
+
+    pool = DaskPool([], dask_config(tmp_path / "out", threads_cluster, workers="1"))
+    try:
+        for slot in range(pool.board.n_slots):  # every progress slot held by a slot being given up
+            pool.workers[slot] = DaskSlot(slot, retiring="page timeout")
+        pool.resize(1, "start")  # waits for a free slot instead of raising
+        assert pool.live == []
+        del pool.workers[0]  # one slot's death was reported
+        pool.fill()
+        assert [worker.slot for worker in pool.live] == [0]
+    finally:
+        pool.shutdown()

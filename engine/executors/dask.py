@@ -120,11 +120,6 @@ class DaskPool:
         self.target = 0
         self.peak_workers = 0
         self._killed: list[DaskSlot] = []
-        # a document's page results reach the scheduler in the order the pages were sent, as from
-        # one local worker, so checks across pages (a duplicate ticket) see them in the same order
-        self._order: dict[str, collections.deque[int]] = {}  # sha256 -> seqs of pages sent
-        self._document_of: dict[int, str] = {}
-        self._held: dict[int, PoolEvent] = {}  # by seq: an answer waiting for an earlier page's
         self._lost = ""  # why the cluster is out of reach, once it is
 
     # ------------------------------------------------------------------ sizing
@@ -137,7 +132,9 @@ class DaskPool:
             logger.info("dask slots {} → {}: {}", self.target, target, reason)
         self.target = target
         while len(self.live) < target:
-            slot = next(s for s in range(self.board.n_slots) if s not in self.workers)
+            slot = next((s for s in range(self.board.n_slots) if s not in self.workers), None)
+            if slot is None:  # every progress slot is held by a slot still winding down: later
+                break
             self.workers[slot] = DaskSlot(slot)
         for worker in [w for w in self.live if not w.in_flight][: max(0, len(self.live) - target)]:
             del self.workers[worker.slot]
@@ -176,9 +173,6 @@ class DaskPool:
         worker.futures[task.seq] = future
         worker.given[task.seq] = given
         self._tokens[token] = (worker, task.seq)
-        if task.kind == "page":
-            self._order.setdefault(task.payload.sha256, collections.deque()).append(task.seq)
-            self._document_of[task.seq] = task.payload.sha256
 
     def send_batch(self, worker: DaskSlot, tasks: list[Task]) -> None:
         for task in tasks:
@@ -199,7 +193,7 @@ class DaskPool:
         while self._starts:
             token, address, when = self._starts.popleft()
             owner = self._tokens.get(token)
-            if owner is not None and owner[1] in owner[0].futures and owner[1] not in self._held:
+            if owner is not None and owner[1] in owner[0].futures:
                 owner[0].started[owner[1]] = when
                 owner[0].address[owner[1]] = address
 
@@ -210,15 +204,13 @@ class DaskPool:
         for worker in self._killed:
             self.workers.pop(worker.slot, None)
             events.append(PoolEvent("died", worker, exitcode=None))
-            for task in worker.in_flight:
-                self._unorder(task.seq, events)
         self._killed.clear()
         self._note_starts()
         if not self._lost and self.client.status in ("closing", "closed", "failed"):
             self._lost = f"lost the dask scheduler at {self.address}"
         if self._lost:
             return events + self._answer_lost()
-        pending = {f: w for w in self.workers.values() for seq, f in w.futures.items() if seq not in self._held}
+        pending = {f: w for w in self.workers.values() for f in w.futures.values()}
         if not pending:
             time.sleep(min(timeout, 0.05))
             return events
@@ -236,56 +228,21 @@ class DaskPool:
                     message = _as_given(future.result(), worker.given.get(seq))
                 except Exception:  # noqa: BLE001 - the client closed between wait and result
                     continue
-                self._deliver(PoolEvent("message", worker, message), seq, events)
+                events.append(PoolEvent("message", worker, message))
+                self._count(worker, message)
             else:
                 self._forget(worker, seq)
                 events.append(PoolEvent("died", worker, exitcode=None))
-                self._unorder(seq, events)
         return events
-
-    def _deliver(self, event: PoolEvent, seq: int, events: list[PoolEvent]) -> None:
-        document = self._document_of.get(seq)
-        order = self._order.get(document or "")
-        if order and order[0] != seq:
-            self._held[seq] = event
-            event.worker.started.pop(seq, None)  # done: no deadline while it waits
-            return
-        events.append(event)
-        self._count(event.worker, event.message)
-        self._unorder(seq, events)
-
-    def _unorder(self, seq: int, events: list[PoolEvent]) -> None:
-        """The page left the order (answered or given up); answers waiting behind it go out."""
-        document = self._document_of.pop(seq, None)
-        order = self._order.get(document or "")
-        if document is None or order is None:
-            return
-        if seq in order:
-            order.remove(seq)
-        while order and order[0] in self._held:
-            held = self._held.pop(order[0])
-            del self._document_of[order.popleft()]
-            events.append(held)
-            self._count(held.worker, held.message)
-        if not order:
-            del self._order[document]
 
     def _answer_lost(self) -> list[PoolEvent]:
         """Every task held ends: the first with the critical error (one line, the run stops), the
         others left unfinished for the resume."""
-        events: list[PoolEvent] = list(self._held.values())  # done before the loss: committed
-        for event in events:
-            self._count(event.worker, event.message)
-        answered = set(self._held)
-        self._held.clear()
-        self._order.clear()
-        self._document_of.clear()
+        events: list[PoolEvent] = []
         error = ErrorInfo("critical", "DaskSchedulerLost", self._lost, "")
         told = False
         for worker in list(self.workers.values()):
             for task in list(worker.in_flight):
-                if task.seq in answered:
-                    continue
                 self._forget(worker, task.seq)
                 if not told:
                     events.append(PoolEvent("message", worker, (task.seq, "failure", StageFailure(error, None, "", 0.0))))
@@ -327,8 +284,8 @@ class DaskPool:
         found = []
         for worker in self.workers.values():
             task = worker.running
-            if task is None or task.seq in self._held:
-                continue  # a held answer is done: no deadline
+            if task is None:
+                continue
             if task.seq in worker.started and now - worker.started[task.seq] > timeout:
                 found.append((worker, task, now - worker.started[task.seq]))
         return found
@@ -375,9 +332,6 @@ class DaskPool:
             worker.in_flight.clear()
         self.workers.clear()
         self._tokens.clear()
-        self._held.clear()
-        self._order.clear()
-        self._document_of.clear()
         if futures and not self._lost:
             try:
                 self.client.cancel(futures, force=True)
