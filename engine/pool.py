@@ -17,7 +17,6 @@ own until its process has exited; when no slot is free, a start waits for one (`
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import multiprocessing.connection
 import threading
@@ -30,7 +29,15 @@ from loguru import logger
 from engine.lifeline import run_identity
 from engine.pagequeue import N_CLASSES, Task
 from engine.progress import ProgressBoard
-from engine.workerhandle import PRELOAD_MODULES, PoolEvent, WorkerHandle, describe_exit, spawn_worker
+from engine.workerhandle import (
+    PRELOAD_MODULES,
+    PoolEvent,
+    WorkerHandle,
+    describe_exit,
+    hold,
+    release,
+    spawn_worker,
+)
 
 __all__ = ["PRELOAD_MODULES", "PoolEvent", "WorkerHandle", "WorkerPool", "describe_exit"]
 
@@ -127,12 +134,7 @@ class WorkerPool:
     def send_batch(self, worker: WorkerHandle, tasks: list[Task]) -> None:
         """Tasks in one message; the worker answers each one as it finishes."""
         for task in tasks:
-            worker.in_flight.append(task)
-            self.held_by_rank[task.rank] += 1
-            if task.cost == math.inf:
-                worker.long_tasks += 1
-            else:
-                worker.short_seconds += task.cost
+            hold(worker, task, self.held_by_rank)
         self._transmit(worker, ("tasks", [(t.seq, t.kind, t.payload, t.blocked, t.trial) for t in tasks]))
 
     def send(self, worker: WorkerHandle, task: Task) -> None:
@@ -256,12 +258,7 @@ class WorkerPool:
         return task
 
     def _drop(self, worker: WorkerHandle, task: Task) -> None:
-        worker.in_flight.remove(task)
-        self.held_by_rank[task.rank] -= 1
-        if task.cost == math.inf:
-            worker.long_tasks -= 1
-        else:
-            worker.short_seconds = max(0.0, worker.short_seconds - task.cost) if worker.in_flight else 0.0
+        release(worker, task, self.held_by_rank)
 
     def take_all(self, worker: WorkerHandle) -> list[Task]:
         """Every task a dead worker held, in the order sent; it holds none after."""

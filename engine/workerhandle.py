@@ -7,6 +7,7 @@ knows of it (engine.pool), ``PoolEvent`` what the pool reports about it.
 
 from __future__ import annotations
 
+import math
 import multiprocessing.connection
 import signal
 import time
@@ -79,6 +80,26 @@ def spawn_worker(ctx: Any, slot: int, board: ProgressBoard, plugins: tuple[list[
     process.start()
     child_conn.close()
     return WorkerHandle(slot, process, parent_conn, time.monotonic(), pid=process.pid)
+
+
+def hold(worker: Any, task: Task, held_by_rank: list[int]) -> None:
+    """A task goes to a worker: it is in flight there, in its class, costed (engine.dispatch)."""
+    worker.in_flight.append(task)
+    held_by_rank[task.rank] += 1
+    if task.cost == math.inf:
+        worker.long_tasks += 1
+    else:
+        worker.short_seconds += task.cost
+
+
+def release(worker: Any, task: Task, held_by_rank: list[int]) -> None:
+    """A task leaves a worker (finished, given up or taken back): the reverse of :func:`hold`."""
+    worker.in_flight.remove(task)
+    held_by_rank[task.rank] -= 1
+    if task.cost == math.inf:
+        worker.long_tasks -= 1
+    else:
+        worker.short_seconds = max(0.0, worker.short_seconds - task.cost) if worker.in_flight else 0.0
 
 
 def describe_exit(exitcode: int | None) -> str:

@@ -349,7 +349,7 @@ def test_priority_and_out_dir_from_the_environment(noop_archive, tmp_path) -> No
 
 
 def test_resume_never_repeats_fresh_nor_retry_failed(noop_archive, tmp_path) -> None:
-    archive = noop_archive([3])
+    noop_archive([3])  # tmp_path/archive, given relative to tmp_path below
     out = tmp_path / "out"
     for extra in ((), ("--fresh", "--retry-failed")):
         done = pagemill("run", "archive", "--out", str(out), "--plugin", "plugins.noop", "--no-progress", *extra,

@@ -10,6 +10,7 @@ from engine.breakers import BreakerBoard
 from engine.dispatch import KNOWN_AFTER, WAIT_SECONDS, CostBook, Dispatcher
 from engine.gates import BreakerGates
 from engine.pagequeue import N_CLASSES, PageQueue, Task
+from engine.workerhandle import hold, release
 from engine.records import PRIORITY_RANKS, Document, PageTask
 
 _seq = iter(range(1, 10**9))
@@ -59,32 +60,18 @@ class FakePool:
     def send_batch(self, worker: FakeWorker, tasks: list[Task]) -> None:
         self.messages.append((worker.slot, list(tasks)))
         for task in tasks:
-            worker.in_flight.append(task)
-            self.held_by_rank[task.rank] += 1
-            if task.cost == math.inf:
-                worker.long_tasks += 1
-            else:
-                worker.short_seconds += task.cost
+            hold(worker, task, self.held_by_rank)
 
     def revoke(self, worker: FakeWorker, tasks: list[Task]) -> int:
         for task in tasks:
-            worker.in_flight.remove(task)
-            self.held_by_rank[task.rank] -= 1
+            release(worker, task, self.held_by_rank)
             worker.revoking[task.seq] = task
-            if task.cost == math.inf:
-                worker.long_tasks -= 1
-            else:
-                worker.short_seconds -= task.cost
         return len(tasks)
 
     def finish_first(self, worker: FakeWorker) -> Task:
-        task = worker.in_flight.pop(0)
-        self.held_by_rank[task.rank] -= 1
+        task = worker.in_flight[0]
+        release(worker, task, self.held_by_rank)
         worker.tasks_done += 1
-        if task.cost == math.inf:
-            worker.long_tasks -= 1
-        else:
-            worker.short_seconds -= task.cost
         return task
 
 
