@@ -72,10 +72,11 @@ def _guarded(tree: ast.Module, line: int) -> bool:
 
 
 def _is_main_test(test: ast.expr) -> bool:
-    """``__name__ == "__main__"``, either way round."""
-    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
-        return False
-    sides = [test.left, test.comparators[0]]
-    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
-    consts = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
-    return len(names) == 1 and len(consts) == 1
+    """A test that holds ``__name__ == "__main__"`` (either way round, also within ``and``/``or``)."""
+    for node in ast.walk(test):
+        if not (isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.Eq, ast.In))):
+            continue
+        sides = [node.left, node.comparators[0]]
+        if any(isinstance(side, ast.Name) and side.id == "__name__" for side in sides) and "__main__" in ast.dump(node):
+            return True
+    return False

@@ -213,3 +213,12 @@ def test_the_guard_check_reads_the_main_test_either_way_round() -> None:
     source = "import x\nrun()\nif __name__ == '__main__':\n    main()\nif '__main__' == __name__:\n    other()\n"
     tree = ast.parse(source)
     assert not _guarded(tree, 2) and _guarded(tree, 4) and _guarded(tree, 6)
+
+
+def test_the_guard_check_takes_a_main_test_within_a_larger_condition_and_no_other_if() -> None:
+    import ast
+
+    source = ("if __name__ == '__main__' and not sys.flags.interactive:\n    main()\n"
+              "if DEBUG:\n    run()\nif __name__ in ('__main__',):\n    other()\n")
+    tree = ast.parse(source)
+    assert _guarded(tree, 2) and not _guarded(tree, 4) and _guarded(tree, 6)
