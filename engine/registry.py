@@ -297,7 +297,9 @@ def _import_path(path: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        # compiled from the source every time: no bytecode cache beside the user's file (nothing
+        # written there), and none that a file rewritten within the same second could leave stale
+        exec(compile(file.read_bytes(), str(file), "exec", dont_inherit=True), module.__dict__)
     except BaseException as exc:  # noqa: BLE001 - sys.exit() at import too
         del sys.modules[module_name]
         _reraise_interrupt(exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from engine import hookimpl
 from engine.errors import PluginLoadError
 from engine.records import Field
-from engine.registry import PluginRegistry
+from engine.registry import PluginRegistry, module_name_for
 
 EXTRA_PLUGIN = '''
 from engine import hookimpl
@@ -218,3 +219,18 @@ def test_ctrl_c_while_a_plugin_imports_stays_ctrl_c(tmp_path: Path) -> None:
     (tmp_path / "slow.py").write_text("raise KeyboardInterrupt\n")
     with pytest.raises(KeyboardInterrupt):
         PluginRegistry.for_run([str(tmp_path / "slow.py")], load_entry_points=False)
+
+
+def test_a_plugin_file_is_read_from_its_source_every_time_and_leaves_no_bytecode_beside_it(tmp_path, monkeypatch) -> None:
+    from engine.registry import _import_path
+
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as where PYTHONDONTWRITEBYTECODE is not set
+
+    plugin = tmp_path / "versioned.py"
+    modules = []
+    for version in ("1", "2"):  # the same size, written within the same second
+        plugin.write_text(f"VERSION = {version!r}\n")
+        sys.modules.pop(module_name_for(plugin), None)
+        modules.append(_import_path(str(plugin)))
+    assert [module.VERSION for module in modules] == ["1", "2"]
+    assert not (tmp_path / "__pycache__").exists()
