@@ -16,6 +16,7 @@ from engine.errors import ConfigError, CriticalError, EngineClosedError, Pagemil
 from engine.executors import make_pool
 from engine.jobs import Feeds, Job, JobService
 from engine.mainguard import check_entry_point_guarded
+from engine.plugin_options import plugin_option_specs_of
 from engine.progress import ProgressSnapshot
 from engine.records import PRIORITY_RANKS, Document, PageResult, RunSummary
 from engine.registry import PluginRegistry
@@ -84,12 +85,15 @@ class Engine:
         probe: Any = None,
         **overrides: Any,
     ) -> None:
+        loaded = config is None
         if config is None:
             config = EngineConfig.load(**overrides)
         elif overrides:
             config = config.replace(**overrides)
-        self.config = config
         self.registry = PluginRegistry.for_run(config.plugins, plugins, config.load_entry_points)
+        if loaded:  # the plugins' own options too: their defaults, pagemill.toml, PAGEMILL_<OPTION>
+            config = EngineConfig.load(plugin_options=plugin_option_specs_of(self.registry), **overrides)
+        self.config = config
         self._sinks: list[Any] = []
         try:
             for url in config.sinks:

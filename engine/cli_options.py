@@ -9,9 +9,10 @@ command line by a first, tolerant pass (:func:`early_options`).
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from typing import Any
 
-from engine.config import EngineConfig, OptionSpec, parse_bool, read_sources
+from engine.config import EngineConfig, OptionSpec, read_sources
+from engine.plugin_options import take_plugin_defaults
 from engine.registry import PluginRegistry
 
 # option dest -> EngineConfig field, for the options that set the config
@@ -136,26 +137,7 @@ def _add_run_options(parser: argparse.ArgumentParser, registry: PluginRegistry, 
     stages.add_argument("--max-image-pixels", type=int, default=None, metavar="N", help="refuse larger images and pages")
     for_plugins = parser.add_argument_group("plugin options")
     registry.hook.pagemill_add_options(parser=for_plugins)
-    parser.set_defaults(**{PLUGIN_SPECS: _take_plugin_defaults(for_plugins)})
-
-
-def _take_plugin_defaults(group: argparse._ArgumentGroup) -> dict[str, OptionSpec]:
-    """Each plugin option's default and string reader, taken off the parser: an option left unset
-    is None, so that pagemill.toml and PAGEMILL_<NAME> are not hidden by the plugin's default."""
-    specs: dict[str, OptionSpec] = {}
-    for action in group._group_actions:
-        specs[action.dest] = OptionSpec(action.default, _string_reader(action))
-        action.default = None
-    return specs
-
-
-def _string_reader(action: argparse.Action) -> Callable[[str], Any] | None:
-    if action.nargs == 0 and isinstance(action.const, bool):  # store_true / store_false
-        return parse_bool
-    convert = action.type if callable(action.type) else None
-    if isinstance(action, argparse._AppendAction):
-        return lambda text: [convert(part) if convert else part for part in (p.strip() for p in text.split(",")) if part]
-    return convert
+    parser.set_defaults(**{PLUGIN_SPECS: take_plugin_defaults(for_plugins)})
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:

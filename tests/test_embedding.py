@@ -142,3 +142,13 @@ def test_the_example_etl_job_makes_its_folder_and_a_rerun_restores_a_lost_ticket
         rows = db.execute("SELECT sha256, page FROM tickets ORDER BY page").fetchall()
     assert [page for _, page in rows] == [1, 2, 3] and len(set(rows)) == 3
     assert (work / "tickets.csv").read_text().count("\n") == 4
+
+
+def test_an_engine_built_from_the_environment_reads_its_plugins_options_there_too(monkeypatch, tmp_path) -> None:
+    plugin = ROOT / "examples" / "overweight_plugin.py"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PAGEMILL_PLUGINS", str(plugin))
+    monkeypatch.setenv("PAGEMILL_MAX_GROSS", "1234.5")
+    engine = Engine(out_dir=str(tmp_path / "out"))
+    assert engine.config.options["max_gross"] == 1234.5  # read with the option's own type
+    engine.close()
