@@ -57,7 +57,10 @@ class _Pending:
         self.path = path
         self.temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         options: dict[str, Any] = {"encoding": "utf-8", "newline": ""} if "b" not in mode else {}
-        self.handle: IO[Any] = open(self.temporary, mode.replace("w", "x"), **options)
+        try:
+            self.handle: IO[Any] = open(self.temporary, mode.replace("w", "x"), **options)
+        except OSError as exc:  # named by the file the user asked for, not the temporary one
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
 
     def finish(self) -> None:
         """Write out and sync the whole file (where a full disk shows)."""

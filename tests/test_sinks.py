@@ -12,7 +12,7 @@ import pytest
 
 from engine.ledger import Ledger
 from engine.records import ErrorInfo, Field, Issue, PageResult
-from engine.sinks import OUTPUT_NAMES, write_outputs
+from engine.sinks import OUTPUT_NAMES, atomic_file, write_outputs
 
 SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
 
@@ -170,3 +170,11 @@ def test_outputs_get_the_usual_file_permissions(ledger, tmp_path) -> None:
     finally:
         os.umask(previous)
     assert {oct(path.stat().st_mode & 0o777) for path in paths.values()} == {oct(0o644)}
+
+
+def test_a_file_that_cannot_be_made_is_named_as_asked_not_by_its_temporary_name(tmp_path) -> None:
+    target = tmp_path / "missing-folder" / "results.xlsx"
+    with pytest.raises(FileNotFoundError) as caught:
+        with atomic_file(target, "wb"):
+            pass
+    assert caught.value.filename == str(target) and ".tmp" not in str(caught.value)
