@@ -181,6 +181,7 @@ class Outcomes:
         logger.error("{}: {}", task.where(), error.one_line())
         self._finish(task.job)
         if task.kind == "ingest":
+            self.pages_known += 1  # its one record (page 0) stands for the document in the outputs
             yield DocumentFailed(task.payload, error, task.attempts, task.job)
         else:
             yield PageFinished(failed_result(task.payload, error, task.attempts), task.job)

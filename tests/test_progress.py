@@ -8,9 +8,11 @@ import multiprocessing
 import time
 
 import pytest
+from conftest import noop_config
 from loguru import logger
 from rich.console import Console
 
+from engine.api import Engine
 from engine.progress import (
     SLOT_WORDS,
     ProgressBoard,
@@ -298,3 +300,15 @@ def test_counts_since_a_baseline() -> None:
     assert since.in_hand == 1  # what is in hand now, not a difference
     assert since.stage_calls["load"] == 1 and since.stage_failures["load"] == 1
     assert since.stage_busy_seconds["load"] == pytest.approx(0.002)
+
+
+def test_a_document_that_cannot_be_opened_counts_once_in_the_known_pages_and_the_done(noop_archive, tmp_path) -> None:
+    archive = noop_archive([3, 2])
+    (archive / "broken.pdf").write_bytes(b"%PDF-1.7\nnot really")
+    updates = []
+    config = noop_config(tmp_path / "out", load_entry_points=True)
+    summary = Engine(config, on_progress=updates.append).run(str(archive))
+    assert summary.pages_failed == 1 and summary.pages_ok + summary.pages_review == 5
+    last = updates[-1]
+    assert last.pages_done == last.pages_known == 6
+    assert all(update.pages_done <= max(update.pages_known, 1) for update in updates)
