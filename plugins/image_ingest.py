@@ -32,6 +32,7 @@ IMAGE_MAGICS: dict[bytes, str] = {
     b"MM\x00+": "TIFF",
 }
 IMAGE_FORMATS = frozenset(IMAGE_MAGICS.values())
+BMP_HEADER_SIZES = (12, 40, 52, 56, 64, 108, 124)  # the DIB header sizes a BMP file may have
 
 
 def sniff(head: bytes) -> str:
@@ -41,6 +42,24 @@ def sniff(head: bytes) -> str:
     if head.startswith(tuple(IMAGE_MAGICS)):
         return "image"
     return "unknown"
+
+
+def unsupported_format(head: bytes) -> str | None:
+    """The name of an image format pagemill does not read ("BMP", "WEBP") that ``head`` starts, if any."""
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head.startswith(b"BM") and int.from_bytes(head[14:18], "little") in BMP_HEADER_SIZES:
+        return "BMP"
+    return None
+
+
+def unsupported_message(head: bytes) -> str:
+    """Why a file that starts with ``head`` is not read: an image format named, else its first bytes."""
+    name = unsupported_format(head)
+    if name is not None:
+        read = ", ".join(dict.fromkeys(IMAGE_MAGICS.values()))
+        return f"unsupported image format {name} (pagemill reads PDF, {read})"
+    return f"not a PDF or image (starts with {head[:8]!r})"
 
 
 def follow_pixel_limit(max_image_pixels: int) -> None:

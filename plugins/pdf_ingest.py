@@ -58,6 +58,7 @@ from plugins.image_ingest import (
     ingest_image_file,
     load_image_frame,
     sniff,
+    unsupported_message,
 )
 from plugins.pdf_documents import OpenPdf, one_line, open_pdf, quiet
 from plugins.pdf_layout import MIN_TEXT_CHARS, content_bytes, page_layout, pdfium_layout
@@ -67,6 +68,7 @@ TEXT_PROBE_SECONDS = 30.0
 MAX_TEXT_CONTENT_BYTES = 4 * 1024 * 1024
 MAX_FONT_SEARCH_DEPTH = 8
 MIN_BYTES_PER_PAGE = 8  # no page object is shorter, even compressed in an object stream
+LAYOUT_KEEPS = 0.9  # text read with its layout is used when it keeps this share of the plain text's characters
 
 
 # ------------------------------------------------------------------------ ingest
@@ -90,7 +92,7 @@ def _kind_of(path: str) -> str:
         raise EmptyDocumentError("empty file (0 bytes)")
     kind = sniff(head)
     if kind == "unknown":
-        raise UnsupportedDocumentError(f"not a PDF or image (starts with {head[:8]!r})")
+        raise UnsupportedDocumentError(unsupported_message(head))
     return kind
 
 
@@ -202,9 +204,24 @@ def usable(text: str | None) -> str | None:
 
 
 def _pypdf_text(page: Any) -> str | None:
-    """pypdf's text of a page, when usable; the caller checked the content's size."""
+    """pypdf's text of a page, when usable; the caller checked the content's size.
+
+    Read with its layout, a row's cells stay on one line, columns apart by runs of spaces and
+    aligned with the rows above and below (a header row over its values); plain extraction puts a
+    cell drawn on its own on a line of its own. The plain text when the layout cannot be read, or
+    leaves text out (layout mode drops text that is not upright)."""
     with quiet():
-        return usable(page.extract_text())
+        plain = page.extract_text()
+        try:
+            laid_out = page.extract_text(extraction_mode="layout", layout_mode_space_vertically=False)
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a pypdf without layout mode, or a page it cannot lay out
+            logger.debug("text layout not read: {}", one_line(exc))
+            laid_out = ""
+    rows = "\n".join(line.rstrip() for line in (laid_out or "").splitlines() if line.strip())
+    visible = [sum(1 for char in text or "" if not char.isspace()) for text in (rows, plain)]
+    return usable(plain if visible[0] < LAYOUT_KEEPS * visible[1] else rows)
 
 
 def _short_content(page: Any) -> bool:

@@ -32,7 +32,9 @@ _NUMERIC_DATE = re.compile(rf"(?<![0-9])({_PART}{{1,2}})(\s?[-/.]\s?)({_PART}{{1
                            rf"({_PART}{{4}}|{_PART}{{2}})(?![0-9])")
 _DAY_MONTH_YEAR = re.compile(rf"(?<![0-9])({_PART}{{1,2}})(?:st|nd|rd|th)?[\s.-]*({_MONTH_WORD})\.?,?[\s.-]*"
                              rf"({_YEAR})(?![0-9])")
-_MONTH_DAY_YEAR = re.compile(rf"({_MONTH_WORD})\.?\s*({_PART}{{1,2}})(?:st|nd|rd|th)?\s*[,.]?\s*({_YEAR})(?![0-9])")
+# the day and the year apart ("Feb 2025" is no February 20, 2025)
+_MONTH_DAY_YEAR = re.compile(rf"({_MONTH_WORD})\.?\s*({_PART}{{1,2}})(?:st|nd|rd|th)?(?:\s*[,.]\s*|\s+)({_YEAR})"
+                             rf"(?![0-9])")
 _TIME = re.compile(r"(?<![0-9])([0-9OoIl|]{1,2})\s?[:.h]\s?([0-9OoIl|]{2})(?:\s?[:.]\s?[0-9OoIl|]{2})?\s*"
                    r"([AaPp]\.?\s?[Mm]\.?)?")
 _MERIDIEM = r"([AaPp]\.?\s?[Mm]\.?)(?![A-Za-z])"
@@ -75,11 +77,10 @@ def _numeric(match: re.Match[str], order: str) -> tuple[int, int, int, bool, boo
     return c, month, day, corrected, ambiguous
 
 
-def parse_date(text: str, order: str = "MDY", today: date | None = None) -> Parsed | None:
-    """An ISO date (YYYY-MM-DD) from 2026-03-14, 03/14/2026, 14.03.2026, 03/14/26, 14 Mar 2026,
-    05-JAN-25, March 14, 2026 and the like; the leftmost wins. ``order`` reads ambiguous numeric
-    dates (MDY, DMY or YMD); ``today`` places two-digit years (the local date by default)."""
-    candidates: list[tuple[int, int, int, int, str, float]] = []  # start, year, month, day, raw, quality
+def _date_candidates(text: str, order: str, today: date | None) -> list[tuple[int, int, int, int, str, float]]:
+    """Whatever in ``text`` is written as a date, valid or not, left to right: start, year, month,
+    day, raw text, quality."""
+    candidates: list[tuple[int, int, int, int, str, float]] = []
     for match in _ISO_DATE.finditer(text):
         (year, month, day), corrected = _digits(*match.groups())
         candidates.append((match.start(), year, month, day, match.group(0), CORRECTED if corrected else 1.0))
@@ -94,13 +95,34 @@ def parse_date(text: str, order: str = "MDY", today: date | None = None) -> Pars
                 (day, year), corrected = _digits(match.group(day_at), match.group(3))
                 candidates.append((match.start(), full_year(year, today), month, day, match.group(0),
                                    CORRECTED if corrected else 1.0))
-    for _, year, month, day, raw, quality in sorted(candidates, key=lambda c: c[0]):
-        try:
-            value = date(year, month, day)
-        except ValueError:
-            continue
-        return value.isoformat(), raw.strip(), quality
+    return sorted(candidates, key=lambda c: c[0])
+
+
+def _valid(year: int, month: int, day: int) -> date | None:
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return None
+
+
+def parse_date(text: str, order: str = "MDY", today: date | None = None) -> Parsed | None:
+    """An ISO date (YYYY-MM-DD) from 2026-03-14, 03/14/2026, 14.03.2026, 03/14/26, 14 Mar 2026,
+    05-JAN-25, March 14, 2026 and the like; the leftmost wins. ``order`` reads ambiguous numeric
+    dates (MDY, DMY or YMD); ``today`` places two-digit years (the local date by default)."""
+    for _, year, month, day, raw, quality in _date_candidates(text, order, today):
+        value = _valid(year, month, day)
+        if value is not None:
+            return value.isoformat(), raw.strip(), quality
     return None
+
+
+def impossible_date(text: str, order: str = "MDY") -> str | None:
+    """The text of a date written in full but impossible (02/30/2025, 2025-13-01), when ``text``
+    holds no valid date; None otherwise."""
+    candidates = _date_candidates(text, order, None)
+    if not candidates or any(_valid(year, month, day) for _, year, month, day, _, _ in candidates):
+        return None
+    return candidates[0][4].strip()
 
 
 def _clock(hour: int, minute: int, meridiem: str | None) -> tuple[int, int] | None:

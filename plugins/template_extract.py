@@ -4,15 +4,17 @@ How a page is read:
 
 - On each line the labels of every field are found (:mod:`plugins.template_labels`). A field
   still missing after that is looked for once more with one wrong or missing letter allowed in a
-  label of five letters or more, at the start of a line.
+  label of five letters or more, at the start of a line. Gaps between columns (from OCR word
+  positions, or wide spaces in a text layer) split labels: see :mod:`plugins.template_words`.
 - A field's value is the text after its label up to the next label on the line; when there is none
   (or it does not parse), the text below the label on the next line, cut to the label's column
-  when the next line holds several labels' values (a header row). Words at either end of a value
-  that OCR read with little confidence and that hold no letter or digit, or are one or two stray
-  letters, are dropped (speckles read as words). Labels joined by "/", "&" or "and" ("Date/Time")
-  share the value after them, each field taking its part in turn; words between a label and its
-  colon ("Truck/Trailer:", "Gross (kg):") belong to the label, and a unit among them is the unit
-  of a weight written without one.
+  when the next line holds several labels' values (a header row, :mod:`plugins.template_columns`);
+  a line OCR could hardly read is tried last. Words at either end of a value that OCR read with
+  little confidence and that hold no letter or digit, or are one or two stray letters, are dropped
+  (speckles read as words), but for a unit right after a weight's number. Labels joined by "/",
+  "&" or "and" ("Date/Time") share the value after them, each field taking its part in turn; words
+  between a label and its colon ("Truck/Trailer:", "Gross (kg):") belong to the label, and a unit
+  among them, or in the label itself ("Net Tonnes"), is the unit of a weight written without one.
 - Where a field is found more than once, the candidates are ranked: a strong label before a weak
   one (a word that also heads pages: "ticket"), a value that fills its place below the label
   before one that is only part of it ("1234 Quarry Road" under "SCALE TICKET"), a value on the
@@ -22,7 +24,11 @@ How a page is read:
 - The confidence (0..1) of a field is the mean OCR confidence of the value's words, times how
   cleanly its label matched (1.0 as written, 0.9 after folding OCR slips, 0.8 with a wrong letter)
   and how cleanly the value parsed (:mod:`plugins.template_values`), and lower for a value read
-  from the line below its label.
+  from the line below its label. A weight whose unit OCR was unsure of (or whose unit may have
+  been lost as a speckle) is a guess, low enough for review.
+- What a field cannot say goes to validation as the page's notes (:mod:`plugins.template_notes`):
+  a label found with no readable value (and what stood there), an impossible date, a line that
+  starts like a label OCR could not read, and the page's mean OCR confidence.
 """
 
 from __future__ import annotations
@@ -33,56 +39,26 @@ from typing import Any
 
 from engine import hookimpl
 from engine.records import Field, OcrResult, PageTask, Word
+from plugins import template_notes
+from plugins.template_columns import below, header_by_words
+from plugins.template_dates import impossible_date
 from plugins.template_labels import LabelHit, find_labels
 from plugins.template_loader import FieldSpec, Template, load_template
+from plugins.template_notes import PageNotes, Unlabelled, Unreadable
 from plugins.template_values import AMBIGUOUS, parse_value, unit_in
+from plugins.template_words import JUNK_CONFIDENCE, Placed, blank, is_junk, mark_gaps, place, unit_after_number
 
-JUNK_CONFIDENCE = 60.0  # below this, an edge word without letters or digits (or a stray letter) is a speckle
-BLANK_LINE_CONFIDENCE = 30.0  # a line whose words are all below this is noise, skipped when looking below
 BELOW = 0.9  # a value read from the line below its label: the layout was guessed
 POOR_FIT = 0.8  # a value below its label that is only part of what is written there
 LABEL_WORDS = 0.95  # words between a label and its colon ("Truck/Trailer:") make the label less certain
 _JOINED = re.compile(r"\s*(?:[/&+]|\band\b)\s*", re.IGNORECASE)  # "Date/Time", "Date & Time"
 _TAIL = re.compile(r"([^:\n]{1,24}?):")  # what stands between a label and its colon
+_UNIT_TAIL = re.compile(r"[ \t]*[(\[]\s*([A-Za-z#.]{1,12})\s*[)\]]")  # "Net (kg) 16,030": no colon
+# words that stand where a label does: before a colon or a gap between columns ("JPUGK:", "Truck No.:")
+_LABEL_LIKE = re.compile(r"^\W*[A-Za-z][^\s:]*(?: [^\s:]+){0,2}(?::|(?=\t| {2,}))")
 
-__all__ = ["FieldSpec", "LabelHit", "Template", "extract_fields", "find_labels", "load_template",
-           "pagemill_extract", "pagemill_preflight", "pagemill_output_fields"]
-
-
-# -------------------------------------------------------------------- words
-@dataclass(frozen=True)
-class _Placed:
-    """A word of an OCR line and its character span in the line's text."""
-
-    start: int
-    end: int
-    word: Word
-
-
-def _place(line: str, words: list[Word]) -> list[_Placed]:
-    """The words' spans in ``line`` (they appear in it in order); none when they cannot be placed."""
-    placed, offset = [], 0
-    for word in words:
-        at = line.find(word.text, offset)
-        if at < 0:
-            return []
-        placed.append(_Placed(at, at + len(word.text), word))
-        offset = at + len(word.text)
-    return placed
-
-
-def _is_junk(word: Word) -> bool:
-    """A speckle read as a word: unsure, and no letter or digit in it, or one or two stray letters."""
-    if word.confidence >= JUNK_CONFIDENCE:
-        return False
-    kept = re.sub(r"[^A-Za-z0-9]", "", word.text)
-    return not kept or (len(word.text) <= 2 and not kept.isdigit())
-
-
-def _blank(line: str, placed: list[_Placed]) -> bool:
-    if not re.search(r"[A-Za-z0-9]", line):
-        return True
-    return bool(placed) and all(p.word.confidence < BLANK_LINE_CONFIDENCE for p in placed)
+__all__ = ["BELOW", "FieldSpec", "LabelHit", "PageReading", "Template", "extract_fields", "find_labels",
+           "load_template", "pagemill_extract", "pagemill_output_fields", "pagemill_preflight", "read_page"]
 
 
 # ------------------------------------------------------------------- values
@@ -112,6 +88,12 @@ class _Reading:
     same_line: bool
     order: tuple[int, int]
     shared: bool = False  # the text after the value belongs to the next field ("Date/Time")
+    joined: bool = False  # one of labels joined by "/", "&" or "and": its value may well not be printed
+
+    def noted(self, text: str) -> bool:
+        """A label clear enough that its lacking a value is worth a note: neither weak nor one letter
+        off, and not one of joined labels with nothing left for it ("Date/Time: 01/05/2025")."""
+        return not self.hit.weak and self.hit.match != "fuzzy" and not (self.joined and not text)
 
 
 def _span_of(raw: str, text: str) -> tuple[int, int]:
@@ -128,25 +110,58 @@ def _span_of(raw: str, text: str) -> tuple[int, int]:
     return (start, end) if start >= 0 else (0, len(text))
 
 
-def _read(reading: _Reading, line: str, start: int, end: int, placed: list[_Placed]) -> _Candidate | None:
-    """The field's value in ``line[start:end]``, speckles at either end left out."""
-    inside = [p for p in placed if p.start >= start and p.end <= end]
+def _trim(line: str, start: int, end: int, inside: list[Placed], weight: bool) -> tuple[int, int, int | None]:
+    """``start``, ``end`` with speckles at either end left out, and for a weight whose unit is in
+    doubt, where the value's text would end without it: before a unit OCR was unsure of; at the end
+    when a stray letter right after the number was dropped (it may have been the unit)."""
     for p in inside:  # leading speckles
-        if re.search(r"[A-Za-z0-9]", line[start:p.start]) or not _is_junk(p.word):
+        if re.search(r"[A-Za-z0-9]", line[start:p.start]) or not is_junk(p.word):
             break
         start = p.end
+    unsure = None
     for p in reversed(inside):  # trailing speckles
-        if re.search(r"[A-Za-z0-9]", line[p.end:end]) or not _is_junk(p.word):
+        if re.search(r"[A-Za-z0-9]", line[p.end:end]):
             break
+        if weight and unit_after_number(line, start, p):
+            unsure = p.start if p.word.confidence < JUNK_CONFIDENCE else unsure
+            break
+        if not is_junk(p.word):
+            break
+        if weight and re.search(r"[A-Za-z]", p.word.text) and re.search(r"[0-9]\s*$", line[start:p.start]):
+            unsure = -1
         end = p.start
-    text = line[start:end]
-    if not re.search(r"[A-Za-z0-9]", text):
-        return None
+    return start, end, (end if unsure == -1 else unsure)
+
+
+def _unit_in_doubt(spec: FieldSpec, reading: _Reading, text: str, value: Any, without_unit: str | None) -> bool:
+    """A weight whose value depends on a unit OCR was unsure of: read without it, it differs (or
+    the unit may have been lost)."""
+    if without_unit is None:
+        return False
+    if without_unit == text:
+        return True
+    parsed = parse_value(spec.type, without_unit, spec.pattern, spec.unit, spec.date_order, reading.unit)
+    return parsed is None or parsed[0] != value
+
+
+def _read(reading: _Reading, line: str, start: int, end: int, placed: list[Placed],
+          tried: dict[str, list[str]]) -> _Candidate | None:
+    """The field's value in ``line[start:end]``, speckles at either end left out; what was there
+    goes to ``tried`` when it gives no value."""
     spec = reading.hit.field
-    parsed = parse_value(spec.type, text, spec.pattern, spec.unit, spec.date_order, reading.unit)
+    inside = [p for p in placed if p.start >= start and p.end <= end]
+    start, end, unsure_at = _trim(line, start, end, inside, spec.type == "weight")
+    text = line[start:end]
+    parsed = None
+    if re.search(r"[A-Za-z0-9]", text):
+        parsed = parse_value(spec.type, text, spec.pattern, spec.unit, spec.date_order, reading.unit)
     if parsed is None:
+        read = " ".join(text.split()).strip(" :.-|")
+        if reading.noted(read):
+            tried.setdefault(spec.name, []).append(read)
         return None
     value, raw, value_quality = parsed
+    unsure_unit = _unit_in_doubt(spec, reading, text, value, None if unsure_at is None else line[start:unsure_at])
     at, stop = _span_of(raw, text)
     partial = re.search(r"[A-Za-z0-9]", text[:at] + " " + ("" if reading.shared else text[stop:])) is not None
     if reading.hit.weak and partial:
@@ -156,41 +171,9 @@ def _read(reading: _Reading, line: str, start: int, end: int, placed: list[_Plac
     used = [word for word in words if word.text in raw or raw in word.text] or words
     ocr_confidence = sum(word.confidence for word in used) / len(used) / 100.0 if used else 1.0  # 1.0: a text layer
     layout = (1.0 if reading.same_line else BELOW) * (POOR_FIT if poor_fit else 1.0)
-    confidence = round(max(0.0, min(1.0, ocr_confidence * reading.quality * value_quality * layout)), 4)
-    return _Candidate(value, raw, confidence, reading.same_line, reading.order, reading.hit.weak, poor_fit,
-                      start + stop)
-
-
-def _below(spans: list[tuple[int, int]], position: int, label_placed: list[_Placed], line_below: str,
-           placed_below: list[_Placed]) -> tuple[str, list[_Placed]] | None:
-    """The text below a label (``spans``: the character spans of the line's labels): its column of
-    the next line, by word positions when known."""
-    if len(spans) == 1:
-        return line_below, placed_below
-    if label_placed and placed_below:
-        columns = [[p.word for p in label_placed if p.end > start and p.start < end] for start, end in spans]
-        if not all(columns):
-            return None
-        lefts = [min(word.left for word in words) for words in columns]
-        rights = [max(word.left + word.width for word in words) for words in columns]
-        slack = 2 * max(5, columns[position][0].height)
-        starts = [left - slack for left in lefts]
-
-        def column(word: Word) -> int:
-            # under a label's own width; else the last column starting left of it (the first
-            # takes what is further left)
-            overlaps = [min(right, word.left + word.width) - max(left, word.left) for left, right in zip(lefts, rights)]
-            if max(overlaps) > 0:
-                return overlaps.index(max(overlaps))
-            return max([0] + [n for n, x in enumerate(starts) if x <= word.left])
-
-        words = [p.word for p in placed_below if column(p.word) == position]
-        text = " ".join(word.text for word in words)
-        return text, _place(text, words)
-    columns_text = [part for part in re.split(r"\s{2,}", line_below.strip()) if part]
-    if len(columns_text) == len(spans):  # a text layer keeps wide gaps between columns
-        return columns_text[position], []
-    return None
+    confidence = ocr_confidence * reading.quality * value_quality * layout * (AMBIGUOUS if unsure_unit else 1.0)
+    return _Candidate(value, raw, round(max(0.0, min(1.0, confidence)), 4), reading.same_line, reading.order,
+                      reading.hit.weak, poor_fit, start + stop)
 
 
 def _groups(line: str, hits: list[LabelHit]) -> list[list[int]]:
@@ -207,6 +190,9 @@ def _groups(line: str, hits: list[LabelHit]) -> list[list[int]]:
 def _label_tail(line: str, start: int, end: int) -> tuple[int, float, str | None]:
     """Words between a label and its colon ("/Trailer", "(kg)"): where the value starts after them,
     what they cost the label's quality, and a unit they name."""
+    unit_only = _UNIT_TAIL.match(line, start, end)
+    if unit_only is not None and unit_in(unit_only.group(1)):
+        return unit_only.end(), 1.0, unit_in(unit_only.group(1))
     tail = _TAIL.match(line, start, end)
     if tail is None or re.search(r"[0-9]", tail.group(1)) or not re.search(r"[A-Za-z]", tail.group(1)) \
             or len(tail.group(1).split()) > 2:
@@ -215,12 +201,17 @@ def _label_tail(line: str, start: int, end: int) -> tuple[int, float, str | None
     return tail.end(), 1.0 if unit else LABEL_WORDS, unit
 
 
-def _read_in_turn(readings: list[_Reading], text: str, start: int, end: int, placed: list[_Placed],
-                  wanted: set[str], found: dict[str, list[_Candidate]]) -> list[_Reading]:
+def _label_unit(line: str, hit: LabelHit) -> str | None:
+    """The unit a weight's label names ("Net Tonnes": tonnes), if any."""
+    return unit_in(line[hit.start:hit.end]) if hit.field.type == "weight" else None
+
+
+def _read_in_turn(readings: list[_Reading], text: str, start: int, end: int, placed: list[Placed],
+                  wanted: set[str], found: dict[str, list[_Candidate]], tried: dict[str, list[str]]) -> list[_Reading]:
     """Each field's value in turn, the next reading after the last value; the readings left unread."""
     unread = []
     for reading in readings:
-        candidate = _read(reading, text, start, end, placed)
+        candidate = _read(reading, text, start, end, placed, tried)
         if candidate is None:
             unread.append(reading)
             continue
@@ -230,8 +221,19 @@ def _read_in_turn(readings: list[_Reading], text: str, start: int, end: int, pla
     return unread
 
 
-def _candidates(lines: list[str], placed: list[list[_Placed]], hits_by_line: list[list[LabelHit]],
-                wanted: set[str]) -> dict[str, list[_Candidate]]:
+def _lines_below(lines: list[str], placed: list[list[Placed]], hits_by_line: list[list[LabelHit]],
+                 index: int) -> list[int]:
+    """The lines to read a value from below line ``index``: the next one with something to read
+    (past up to two speckle lines), then the lines passed over that OCR could hardly read."""
+    after = index + 1
+    while after < len(lines) and after <= index + 2 and blank(lines[after], placed[after]):
+        after += 1
+    faint = [n for n in range(index + 1, after) if re.search(r"[A-Za-z0-9]", lines[n])]
+    return [n for n in [after, *faint] if n < len(lines) and not hits_by_line[n]]
+
+
+def _candidates(lines: list[str], placed: list[list[Placed]], hits_by_line: list[list[LabelHit]],
+                wanted: set[str], tried: dict[str, list[str]]) -> dict[str, list[_Candidate]]:
     found: dict[str, list[_Candidate]] = {}
     for index, hits in enumerate(hits_by_line):
         line = lines[index]
@@ -243,20 +245,17 @@ def _candidates(lines: list[str], placed: list[list[_Placed]], hits_by_line: lis
             last = group[-1]
             end = hits[last + 1].start if last + 1 < len(hits) else len(line)
             start, tail_quality, unit = _label_tail(line, hits[last].end, end)
-            readings = [_Reading(hits[p], hits[p].quality * tail_quality, unit, True, (index, p), p != last)
-                        for p in group]
-            unread = _read_in_turn(readings, line, start, end, placed[index], wanted, found)
-            if not unread:
-                continue
-            below = index + 1
-            while below < len(lines) and below <= index + 2 and _blank(lines[below], placed[below]):
-                below += 1
-            if below < len(lines) and not hits_by_line[below]:
-                column = _below(spans, number, placed[index], lines[below], placed[below])
+            readings = [_Reading(hits[p], hits[p].quality * tail_quality, unit or _label_unit(line, hits[p]), True,
+                                 (index, p), p != last, len(group) > 1) for p in group]
+            unread = _read_in_turn(readings, line, start, end, placed[index], wanted, found, tried)
+            for under in _lines_below(lines, placed, hits_by_line, index) if unread else []:
+                column = below(spans, number, placed[index], lines[under], placed[under])
                 if column is not None:
                     text, column_placed = column
-                    _read_in_turn([replace(reading, same_line=False) for reading in unread], text, 0, len(text),
-                                  column_placed, wanted, found)
+                    unread = _read_in_turn([replace(reading, same_line=False) for reading in unread], text, 0,
+                                           len(text), column_placed, wanted, found, tried)
+                if not unread:
+                    break
     return found
 
 
@@ -268,27 +267,84 @@ def _best(candidates: list[_Candidate]) -> _Candidate:
     return best
 
 
-def extract_fields(ocr: OcrResult, template: Template) -> list[Field]:
-    """The template's fields found in an OCR result (or a text layer), in template order."""
+# --------------------------------------------------------------------- page
+@dataclass(frozen=True)
+class PageReading:
+    """A page's fields, and what validation should know that they cannot say."""
+
+    fields: tuple[Field, ...]
+    notes: PageNotes
+
+
+def _unreadable(spec: FieldSpec, tried: list[str]) -> Unreadable:
+    read = next((text for text in tried if text), "")
+    if spec.type == "date":
+        for text in tried:
+            written = impossible_date(text, spec.date_order)
+            if written is not None:
+                return Unreadable(spec.name, written, impossible_date=True)
+    return Unreadable(spec.name, read[:40])
+
+
+def _unlabelled(line: str, placed: list[Placed], hits: list[LabelHit]) -> Unlabelled | None:
+    """A line starting with words and a colon that match no label, read with little confidence."""
+    head = _LABEL_LIKE.match(line)
+    if head is None or not placed or not line[head.end():].strip() or any(hit.start < head.end() for hit in hits):
+        return None
+    words = [p.word for p in placed if p.start < head.end()]
+    letters = sum(c.isalpha() for c in line[:head.end()])
+    confidence = sum(word.confidence for word in words) / len(words) if words else 100.0
+    if letters < 3 or confidence >= JUNK_CONFIDENCE:
+        return None
+    value = re.split(r"\t+| {2,}", line[head.end():].strip())[0]  # up to the next column
+    return Unlabelled(f"{line[:head.end()].strip()} {value}", round(confidence / 100.0, 2))
+
+
+def _split_headers(lines: list[str], placed: list[list[Placed]], template: Template) -> list[str]:
+    """Lines without word positions that are header rows of one-word labels over as many values."""
+    for index, line in enumerate(lines):
+        if placed[index] or index + 1 >= len(lines):
+            continue
+        gapped = header_by_words(line, lines[index + 1], template)
+        if gapped is not None:
+            lines[index] = gapped
+    return lines
+
+
+def read_page(ocr: OcrResult, template: Template) -> PageReading:
+    """The template's fields found in an OCR result (or a text layer), in template order, and the
+    page's notes for validation."""
     lines = list(ocr.lines) if ocr.lines else ocr.text.splitlines()
     words_by_line: list[list[Word]] = [[] for _ in lines]
     for word in ocr.words:
         if 0 <= word.line < len(lines):
             words_by_line[word.line].append(word)
-    placed = [_place(line, words) for line, words in zip(lines, words_by_line)]
+    placed = [place(line, words) for line, words in zip(lines, words_by_line)]
+    lines = _split_headers([mark_gaps(line, spots) for line, spots in zip(lines, placed)], placed, template)
     names = {spec.name for spec in template.fields}
     hits = [find_labels(line, template) for line in lines]
-    found = _candidates(lines, placed, hits, names)
+    tried: dict[str, list[str]] = {}
+    found = _candidates(lines, placed, hits, names, tried)
     missing = frozenset(names - set(found))
     if missing:
         fuzzy_hits = [find_labels(line, template, missing) for line in lines]
-        found.update(_candidates(lines, placed, fuzzy_hits, set(missing)))
-    fields = []
+        found.update(_candidates(lines, placed, fuzzy_hits, set(missing), tried))
+    fields, unreadable = [], []
     for spec in template.fields:
         if spec.name in found:
             best = _best(found[spec.name])
             fields.append(Field(spec.name, best.value, best.confidence, best.raw, spec.type))
-    return fields
+        elif spec.name in tried:
+            unreadable.append(_unreadable(spec, tried[spec.name]))
+    unlabelled = [note for note in (_unlabelled(line, spots, line_hits)
+                                    for line, spots, line_hits in zip(lines, placed, hits)) if note is not None]
+    ocr_confidence = None if ocr.engine == "text-layer" else ocr.mean_confidence
+    return PageReading(tuple(fields), PageNotes(tuple(unreadable), tuple(unlabelled), ocr_confidence))
+
+
+def extract_fields(ocr: OcrResult, template: Template) -> list[Field]:
+    """The template's fields found in an OCR result (or a text layer), in template order."""
+    return list(read_page(ocr, template).fields)
 
 
 @hookimpl
@@ -306,4 +362,7 @@ def pagemill_output_fields(config: Any) -> list[str]:
 
 @hookimpl
 def pagemill_extract(page: PageTask, ocr: OcrResult, config: Any) -> list[Field]:
-    return extract_fields(ocr, load_template(config.template))
+    """The page's fields; what they cannot say is left for the page's validation."""
+    reading = read_page(ocr, load_template(config.template))
+    template_notes.leave(page, reading.notes)
+    return list(reading.fields)

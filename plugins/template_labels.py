@@ -5,6 +5,8 @@ for digits folded (``GR0SS`` is ``gross``), as a whole word ("Gross" is not foun
 Where labels overlap the longest wins, so "Net Tons" is ``net_tons`` and not ``net_lb``. An id
 field's label takes the id words written after it ("Ticket Nbr", "Ticket ID", "Truck No."), which
 also makes a weak label ("ticket") a strong one. Optionally a label may be one letter off.
+A label of several words never spans a gap between columns (a tab, or two spaces or more): in a
+header row "Net" and "Tons" in columns of their own are two labels, not "Net Tons".
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ LABEL_FOLD = str.maketrans({"0": "o", "1": "l", "|": "l", "i": "l", "!": "l", "5
 _ID_WORDS = re.compile(r"[\s.:_-]*(?:(?:number|nbr|num|no|nr|ld|n°|nº)(?![a-z/-])\.?|#)")
 _ID_WORDS_AS_WRITTEN = frozenset({"number", "nbr", "num", "no", "nr", "id", "n", "#"})
 _SEPARATOR = r"[\s.:_-]*"
+COLUMN_GAP = re.compile(r"\t| {2,}")  # between columns: a tab (marked from word positions) or wide spaces
 
-__all__ = ["LABEL_QUALITY", "LabelHit", "find_labels"]
+__all__ = ["COLUMN_GAP", "LABEL_QUALITY", "LabelHit", "find_labels"]
 
 
 def _fold(text: str) -> str:
@@ -65,7 +68,8 @@ def _fuzzy_regex(label: str) -> re.Pattern[str] | None:
                         changed = re.escape(word[:at]) + replacement + re.escape(word[at + 1:])
                         variants.append(_SEPARATOR.join([*map(re.escape, words[:index]), changed,
                                                          *map(re.escape, words[index + 1:])]))
-            pattern = re.compile(r"^[^a-z0-9]*(?P<label>" + "|".join(variants) + ")")
+            # a whole word: the first variant that fits may be a shorter one ("gros" in "grose")
+            pattern = re.compile(r"^[^a-z0-9]*(?P<label>" + "|".join(variants) + ")(?![a-z])")
         _fuzzy_regexes[label] = pattern
     return _fuzzy_regexes[label]
 
@@ -90,6 +94,11 @@ class LabelHit:
         return LABEL_QUALITY[self.match]
 
 
+def _across_columns(line: str, start: int, end: int) -> bool:
+    """A match with a gap between columns in it (see :func:`plugins.template_words.mark_gaps`)."""
+    return COLUMN_GAP.search(line, start, end) is not None
+
+
 def _whole_word(line: str, start: int, end: int) -> bool:
     before = line[start - 1] if start > 0 else " "
     after = line[end] if end < len(line) else " "
@@ -108,7 +117,8 @@ def _with_id_words(line: str, folded: str, hit: LabelHit) -> LabelHit:
     if hit.field.type != "id":
         return hit
     words = _ID_WORDS.match(folded, hit.end)
-    if words is None or words.end() == hit.end or line[words.end():words.end() + 1].isalpha():
+    if words is None or words.end() == hit.end or line[words.end():words.end() + 1].isalpha() \
+            or _across_columns(line, hit.end, words.end()):
         return hit
     written = _compact(line[hit.end:words.end()])
     match = hit.match if written in _ID_WORDS_AS_WRITTEN or hit.match != "exact" else "folded"
@@ -125,14 +135,16 @@ def find_labels(line: str, template: Template, fuzzy_fields: frozenset[str] = fr
         for label, weak in [*((label, False) for label in spec.labels), *((label, True) for label in spec.weak_labels)]:
             for found in _label_regex(label).finditer(folded):
                 start, end = found.span()
-                if not _whole_word(line, start, end) or _unit_of_a_number(line, start, end):
+                if not _whole_word(line, start, end) or _unit_of_a_number(line, start, end) \
+                        or _across_columns(line, start, end):
                     continue
                 exact = _compact(line[start:end]) == _compact(label)
                 hits.append(_with_id_words(line, folded, LabelHit(spec, start, end, "exact" if exact else "folded",
                                                                   weak)))
             fuzzy = _fuzzy_regex(label) if spec.name in fuzzy_fields else None
             found = fuzzy.match(folded) if fuzzy else None
-            if found is not None and _whole_word(line, found.start("label"), found.end()):
+            if found is not None and _whole_word(line, found.start("label"), found.end()) \
+                    and not _across_columns(line, found.start("label"), found.end()):
                 hits.append(_with_id_words(line, folded, LabelHit(spec, found.start("label"), found.end(), "fuzzy",
                                                                   weak)))
     # left to right, the longest first where two start together; a label overlapping one already

@@ -10,6 +10,8 @@ Each parser returns ``(value, raw, quality)`` or ``None`` (see :mod:`plugins.tem
   JSON and CSV show the cents; an "S" just before the amount is a misread "$".
 - Units: lb (also "Ib", "1bs", "LB.", "#"), kg ("kgs", "KG"), t: the metric tonne of 1000 kg ("t",
   "tonnes", "MT"), ton: the short ton of 2000 lb ("ton", "tons", "TN", "short tons").
+- A weight keeps a minus sign written against its digits ("-1,200 lb"); a dash set apart by a space
+  ("Gross - 61,260") is punctuation.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ _SPACE_GROUPED = re.compile(rf"(?<![A-Za-z0-9,.])[0-9]{{1,3}}(?:(?:, | )[0-9]{{3
 # "5588 12": two digit runs one space apart that are no grouping of thousands
 _SPLIT_DIGITS = re.compile(rf"(?<![A-Za-z0-9,.])[0-9]+ [0-9]+{_EDGE}")
 _CURRENCY = re.compile(r"US\$|USD|\$", re.IGNORECASE)
+# a minus sign against a weight's digits, not inside a word or a number ("J-7741", "25-0826")
+_WEIGHT_SIGN = re.compile(r"(?<![A-Za-z0-9.,])[-\u2212\u2013]$")
 # what may stand before an amount and belongs to it: a bracket, a sign, a currency
 _MONEY_LEAD = re.compile(r"(?:\(\s*)?(?:[-\u2212]\s*)?(?:US\$|USD|usd|\$|S)?\s*(?:[-\u2212]\s*)?$")
 
@@ -168,6 +172,12 @@ def unit_after(text: str) -> str | None:
     return found[0] if found else None
 
 
+def unit_word(text: str) -> str | None:
+    """The unit a word stands for when the whole word is one ("kg", "t.", "Ibs"), else None."""
+    found = unit_match(text)
+    return found[0] if found and found[1] == text.strip() else None
+
+
 def unit_in(text: str) -> str | None:
     """A weight unit written anywhere in ``text`` as a word of its own ("Gross (kg)"), if any."""
     for match in re.finditer(r"(?<![A-Za-z0-9])(?=[A-Za-z#])", text):
@@ -200,8 +210,9 @@ def parse_weight(text: str, unit: str = "lb", pattern: str | None = None,
         plain = _plain(span.token, dot_groups_thousands=from_unit in ("lb", "kg"))
         if plain is None:
             continue
-        converted = convert_weight(float(plain[0]), from_unit, unit)
+        sign = _WEIGHT_SIGN.search(spaced[:span.start])
+        converted = convert_weight(float(plain[0]), from_unit, unit) * (-1 if sign else 1)
         result = round(converted, 2) if unit in ("ton", "t") else int(round(converted))
-        raw = spaced[span.start:span.end] + (f" {written[1]}" if written else "")
+        raw = spaced[sign.start() if sign else span.start:span.end] + (f" {written[1]}" if written else "")
         return result, raw, min(span.quality, CORRECTED if plain[1] else 1.0)
     return None

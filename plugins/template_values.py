@@ -41,7 +41,10 @@ __all__ = [
 
 _D = "0-9OoDQlIi|!SsBZz"  # a digit, or a letter OCR reads in its place
 _DIGIT_RUN = re.compile(rf"[{_D}]+")
-_ID_TOKEN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9/]|-\s?(?=[A-Za-z0-9]))*")
+_ID_TOKEN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9/]|- ?(?=[A-Za-z0-9]))*")
+# a plate written in two parts one space apart: letters ("AB", "KA-ZT"), then digits ("123", "881")
+_PLATE = re.compile(r"(?<![A-Za-z0-9-])(?P<letters>[A-Z]{1,3}(?:-[A-Z]{1,3})?) (?P<digits>[0-9]{2,5}[A-Z]?)"
+                    r"(?![A-Za-z0-9/-])")
 
 
 def fix_digit_runs(text: str) -> tuple[str, bool]:
@@ -53,7 +56,9 @@ def fix_digit_runs(text: str) -> tuple[str, bool]:
 
 def parse_id(text: str, pattern: str | None = None) -> Parsed | None:
     """An identifier: the template's pattern, else the first token ("104857", "TR-4187"), which
-    must hold a digit: a word there ("Nbr", "Trailer") is no id.
+    must hold a digit: a word there ("Nbr", "Trailer") is no id. A plate in two parts one space
+    apart, letters then digits ("AB 123", "KA-ZT 881"), is one id as written; two or more spaces
+    (or a tab) between words is a gap between columns, never inside an id.
 
     A mostly numeric id has letters read for digits corrected, keeping a letter prefix ("T-").
     Digits split by one space ("5588 12") are joined, as an ambiguous read."""
@@ -65,7 +70,12 @@ def parse_id(text: str, pattern: str | None = None) -> Parsed | None:
         match = re.search(pattern, fixed)
         return (match.group(0), match.group(0), CORRECTED) if match else None
     match = _ID_TOKEN.search(text)
-    if match is None or not re.search("[0-9]", match.group(0)):
+    if match is None:
+        return None
+    plate = _PLATE.match(text, match.start())
+    if plate is not None and len(plate.group("letters")) >= 2:
+        return plate.group(0), plate.group(0), 1.0
+    if not re.search("[0-9]", match.group(0)):
         return None
     raw, quality = match.group(0), 1.0
     split = re.match(r" [0-9]+(?![A-Za-z0-9/-])", text[match.end():]) if raw.isdigit() else None
@@ -81,20 +91,21 @@ def parse_id(text: str, pattern: str | None = None) -> Parsed | None:
 
 
 def parse_text(text: str, pattern: str | None = None) -> Parsed | None:
-    """Free text, spaces collapsed and punctuation trimmed at the ends."""
+    """Free text, spaces collapsed and punctuation trimmed at the ends; a "#" before a word or a
+    number stays ("#57 Stone")."""
     if pattern:
         match = re.search(pattern, text)
         return (match.group(0).strip(), match.group(0), 1.0) if match else None
     cleaned = re.sub(r"\s+", " ", text).strip()
     while True:  # punctuation at the ends, but for a full stop after a word ("Co.")
-        trimmed = re.sub(r"^[^\w(\"']+|(?<![\w.])\.+$|[^\w).\"']+$", "", cleaned).strip()
+        trimmed = re.sub(r"^(?:(?!#\w)[^\w(\"'])+|(?<![\w.])\.+$|[^\w).\"']+$", "", cleaned).strip()
         for opening, closing in ("()", '""', "''"):  # a bracket or quote without its pair is noise
             if trimmed.count(opening) + trimmed.count(closing) == 1:
                 trimmed = trimmed.strip(opening + closing).strip()
         if trimmed == cleaned:
             break
         cleaned = trimmed
-    return (cleaned, text.strip(), 1.0) if re.search(r"[A-Za-z0-9]", cleaned) else None
+    return (cleaned, " ".join(text.split()), 1.0) if re.search(r"[A-Za-z0-9]", cleaned) else None
 
 
 PARSERS: dict[str, Callable[[str], Parsed | None]] = {

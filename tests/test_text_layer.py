@@ -116,3 +116,55 @@ def test_the_probe_keeps_its_cheap_answer_past_the_deadline(tmp_path) -> None:
     path = stamped_scan_pdf(tmp_path / "stamped.pdf", ticket_scan(), STAMP)
     reader = pdf_documents.open_pdf(str(path), document(path).sha256, None).reader()
     assert ingest._probe_text(reader, 0, deadline=0.0) is True  # unsure: load decides, as tested above
+
+
+# ------------------------------------------------------------- text layout
+def cells_pdf(path, rows: list[list[str]]):
+    """A text PDF that draws every cell of a table on its own, as ticket printers' forms do."""
+    from reportlab.lib.pagesizes import letter
+    from reportlab.pdfgen import canvas
+
+    pdf = canvas.Canvas(str(path), pagesize=letter)
+    for number, row in enumerate(rows):
+        for column, cell in enumerate(row):
+            pdf.drawString(40 + column * 110, 700 - number * 20, cell)
+    pdf.showPage()
+    pdf.save()
+    return path
+
+
+TABLE = [["Ticket No.: 31907"], ["Gross", "Tare", "Net", "Tons"], ["61,260", "27,900", "33,360", "16.68"]]
+
+
+def test_a_text_layer_keeps_a_rows_cells_on_one_line(tmp_path, parser) -> None:
+    from engine.records import OcrResult
+    from plugins.template_extract import extract_fields, load_template
+
+    _, contents = ingest_and_load(cells_pdf(tmp_path / "table.pdf", TABLE))
+    lines = [line.split() for line in contents[0].text.splitlines()]
+    assert ["Gross", "Tare", "Net", "Tons"] in lines and ["61,260", "27,900", "33,360", "16.68"] in lines
+    text = contents[0].text
+    found = {f.name: f.value for f in extract_fields(OcrResult(text, tuple(text.splitlines()), engine="text-layer"),
+                                                     load_template("truck_ticket"))}
+    assert found == {"ticket_number": "31907", "gross_lb": 61260, "tare_lb": 27900, "net_lb": 33360, "net_tons": 16.68}
+
+
+class _Page:
+    """A pypdf page whose layout mode fails, or reads less than its plain text."""
+
+    def __init__(self, plain: str, layout: str | None) -> None:
+        self.plain, self.layout = plain, layout
+
+    def extract_text(self, extraction_mode: str = "plain", **options: object) -> str:
+        if extraction_mode == "plain":
+            return self.plain
+        if self.layout is None:
+            raise TypeError("extract_text() got an unexpected keyword argument 'extraction_mode'")
+        return self.layout
+
+
+def test_the_plain_text_when_the_layout_cannot_be_read_or_leaves_text_out() -> None:
+    assert ingest._pypdf_text(_Page(TEXT, None)) == TEXT
+    assert ingest._pypdf_text(_Page(TEXT, "Ticket No.: 554433\n\n   Gross: 60,000 lb   \n")) == TEXT  # a part dropped
+    laid_out = ingest._pypdf_text(_Page(TEXT, TEXT.replace("\n", "\n\n  ") + "   \n"))
+    assert laid_out == TEXT.replace("\n", "\n  ")  # blank lines and trailing spaces go

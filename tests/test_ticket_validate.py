@@ -7,6 +7,7 @@ from datetime import date
 from engine.config import EngineConfig
 from engine.records import Field, PageResult, PageTask
 from engine.seen import SeenValues
+from plugins.template_notes import PageNotes, Unreadable
 from plugins.ticket_validate import (
     check_fields,
     pagemill_cross_check,
@@ -116,3 +117,53 @@ def test_all_zero_weights_are_flagged() -> None:
     assert codes(check_fields(fields(**partial), ("ticket_number",), 0.6, today=date(2026, 6, 1))) == ["zero_weight"]
     some = dict(GOOD, tare_lb=0, gross_lb=41220)  # a zero tare alone is not every weight zero
     assert "zero_weight" not in codes(check_fields(fields(**some), REQUIRED, 0.6, today=date(2026, 6, 1)))
+
+
+# ------------------------------------------------------ reasons a person can act on
+def test_a_low_confidence_reason_shows_the_value_read() -> None:
+    page = {"truck": Field("truck", "R-2282", 0.42, "R-2282"), "net_tons": Field("net_tons", 20.5, 0.3),
+            "tare_lb": Field("tare_lb", 32679, 0.26, "14,823 kg")}
+    messages = [i.message for i in check_fields(page, (), 0.6, today=date(2026, 6, 1))]
+    assert messages == ["truck 'R-2282' read with confidence 0.42 (below 0.6)",
+                        "net_tons 20.5 read with confidence 0.30 (below 0.6)",
+                        "tare_lb 32679 (from '14,823 kg') read with confidence 0.26 (below 0.6)"]
+
+
+def test_messages_are_plain_ascii() -> None:
+    far = dict(GOOD, net_lb=45000, net_tons=22.5)
+    swapped = dict(GOOD, gross_lb=31120, tare_lb=72340)
+    issues = [*check_fields(fields(**far), REQUIRED, 0.6, today=date(2026, 6, 1)),
+              *check_fields(fields(**swapped), REQUIRED, 0.6, today=date(2026, 6, 1))]
+    assert "net 45,000 lb is not gross 72,340 - tare 31,120 = 41,220 lb" in [i.message for i in issues]
+    assert all(issue.message.isascii() for issue in issues)
+
+
+def test_a_negative_weight_is_flagged() -> None:
+    issues = check_fields(fields(**dict(GOOD, net_lb=-1200, net_tons=-0.6)), REQUIRED, 0.6, today=date(2026, 6, 1))
+    negative = [i for i in issues if i.code == "negative_weight"]
+    assert [i.field for i in negative] == ["net_lb", "net_tons"] and "-1,200" in negative[0].message
+
+
+def test_a_label_without_a_value_says_so_instead_of_not_found() -> None:
+    partial = {k: v for k, v in GOOD.items() if k not in ("date", "tare_lb", "net_tons")}
+    notes = PageNotes((Unreadable("date", "02/30/2025", impossible_date=True), Unreadable("tare_lb", ""),
+                       Unreadable("net_tons", "Lio3"), Unreadable("gross_lb", "7O,2")))
+    issues = check_fields(fields(**partial), REQUIRED, 0.6, today=date(2026, 6, 1), notes=notes)
+    assert [(i.code, i.field, i.message) for i in issues] == [
+        ("invalid_date", "date", "date 02/30/2025 is not a valid date"),
+        ("unreadable_value", "tare_lb", "tare_lb: label found, value not readable (nothing read after it)"),
+        ("unreadable_value", "net_tons", "net_tons: label found, value not readable (read 'Lio3')"),
+    ]  # gross_lb was found after all (by another label): its note says nothing
+
+
+def test_a_page_ocr_could_hardly_read_may_be_rotated() -> None:
+    def hint(confidence, page=None):
+        notes = PageNotes(ocr_confidence=confidence)
+        issues = check_fields(page or {}, REQUIRED, 0.6, today=date(2026, 6, 1), notes=notes)
+        return [i.message for i in issues if i.code == "unreadable_page"]
+
+    [message] = hint(35.0)
+    assert message == ("5 of 5 required fields not found and OCR confidence is 35/100: the page may be rotated "
+                       "or not a ticket")
+    assert hint(90.0) == [] and hint(None) == []  # read well, or a text layer: nothing to suggest
+    assert hint(35.0, fields(**{k: GOOD[k] for k in ("ticket_number", "date", "gross_lb")})) == []
