@@ -19,6 +19,7 @@ from engine.records import (  # noqa: E402
     RunSummary,
     Word,
 )
+from engine.seen import PageKey, Place, SeenValues  # noqa: E402
 
 
 def __getattr__(name: str) -> object:
@@ -45,4 +46,7 @@ __all__ = [
     "PageTask",
     "RunSummary",
     "Word",
+    "SeenValues",
+    "Place",
+    "PageKey",
 ]

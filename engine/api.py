@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import weakref
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Generator, Iterable, Iterator, Sequence
 
+from engine import hookimpl
 from engine.config import EngineConfig
 from engine.db_sink import sink_from_url
-from engine.discovery import check_inputs, iter_documents
-from engine.errors import ConfigError, CriticalError, EngineClosedError, PagemillError
+from engine.errors import CriticalError, EngineClosedError, PagemillError
 from engine.executors import make_pool
+from engine.inputs import Inputs, feeds_of, stored_inputs
 from engine.jobs import Feeds, Job, JobService
 from engine.mainguard import check_entry_point_guarded
+from engine.mphost import HostStartMethod, preload_added
 from engine.plugin_options import plugin_option_specs_of
 from engine.progress import ProgressSnapshot
-from engine.records import PRIORITY_RANKS, Document, PageResult, RunSummary
+from engine.records import Document, PageResult, RunSummary
 from engine.registry import PluginRegistry
 from engine.runner import RunSession, open_ledger, preflight
 from engine.scheduler import Scheduler
-
-PathLike = str | os.PathLike[str]
-Inputs = Iterable[PathLike] | PathLike | Mapping[str, Iterable[PathLike]]
 
 
 @dataclass(frozen=True)
@@ -40,30 +39,30 @@ class RunProgress:
     workers_memory_mb: float
 
 
-def stored_inputs(snapshot: Mapping[str, Any]) -> dict[str, list[str]]:
-    """The inputs of a stored run (``Ledger.last_config()``) as ``{priority: [path, ...]}``.
+class _EngineHooks:
+    """The engine's own parent-side plugin: an amended page to ``on_page_amended``, unless the page
+    still waits for a process() loop beside jobs (the loop then gets it as amended)."""
 
-    Paths come back as the user gave them when the working directory is the one they were given
-    in, else relative to the current one, else absolute; so a resumed run names every document
-    as the first run did. Snapshots of older versions (absolute paths only) are read too.
-    """
-    stored = snapshot.get("inputs") or {}
-    if isinstance(stored.get("inputs"), Mapping):
-        cwd, groups = stored.get("cwd"), stored["inputs"]
-    else:
-        cwd, groups = None, stored
-    here = os.getcwd()
-    return {str(priority): [_from_cwd(str(p), cwd, here) for p in paths] for priority, paths in groups.items() if paths}
+    def __init__(self, engine: Engine) -> None:
+        self._engine = weakref.ref(engine)
+
+    @hookimpl
+    def pagemill_page_amended(self, result: PageResult) -> None:
+        engine = self._engine()
+        if engine is None:
+            return
+        if engine._jobs is not None and engine._jobs.replace_held(result):
+            return
+        if engine.on_page_amended is not None:
+            engine.on_page_amended(result)
 
 
-def _from_cwd(path: str, cwd: str | None, here: str) -> str:
-    if path == "-" or not cwd or cwd == here or os.path.isabs(path):
-        return path
-    absolute = os.path.normpath(os.path.join(cwd, path))
-    try:
-        return os.path.relpath(absolute, here)
-    except ValueError:  # another drive
-        return absolute
+@dataclass
+class _Loop:
+    """A process() loop: the thread that runs it, and whether it has ended."""
+
+    ended: threading.Event
+    thread: threading.Thread | None = None
 
 
 class Engine:
@@ -73,6 +72,14 @@ class Engine:
     ``Engine(config).process(paths)`` yields each :class:`PageResult` once it is committed.
     Used as a context manager, the worker pool starts once for many calls; leaving the block on
     an exception cancels every job (at once on Ctrl-C). A closed engine refuses new work.
+
+    ``plugins`` are plugin objects (modules, classes, instances) or references as ``--plugin``
+    takes them (a ``.py`` path or a module name). ``on_page_done(result)`` is called for each
+    page handed on, ``on_page_amended(result)`` for a page handed on before that a check across
+    pages changed later (a repeated ticket number): ``result`` replaces the earlier one. Both run
+    in the thread that runs the pages: the loop's for process() and run(), the jobs' thread for
+    submit() and a process() beside jobs. A callback that raises ends the run; that page was not
+    handed on and is done again by the next run.
     """
 
     def __init__(
@@ -81,19 +88,31 @@ class Engine:
         plugins: Sequence[object] = (),
         *,
         on_page_done: Callable[[PageResult], Any] | None = None,
+        on_page_amended: Callable[[PageResult], Any] | None = None,
         on_progress: Callable[[RunProgress], Any] | None = None,
         probe: Any = None,
         **overrides: Any,
     ) -> None:
+        refs = tuple(os.fspath(p) for p in plugins if isinstance(p, (str, os.PathLike)))
+        objects = [p for p in plugins if not isinstance(p, (str, os.PathLike))]
         loaded = config is None
         if config is None:
+            if refs:  # loaded like --plugin: stored with the run, so a resume loads them too
+                overrides["plugins"] = tuple(overrides.get("plugins") or ()) + refs
             config = EngineConfig.load(**overrides)
-        elif overrides:
-            config = config.replace(**overrides)
-        self.registry = PluginRegistry.for_run(config.plugins, plugins, config.load_entry_points)
+        else:
+            if refs:
+                overrides["plugins"] = tuple(dict.fromkeys(config.plugins + refs))
+            if overrides:
+                config = config.replace(**overrides)
+        self.registry = PluginRegistry.for_run(config.plugins, objects, config.load_entry_points)
+        option_specs = plugin_option_specs_of(self.registry)
         if loaded:  # the plugins' own options too: their defaults, pagemill.toml, PAGEMILL_<OPTION>
-            config = EngineConfig.load(plugin_options=plugin_option_specs_of(self.registry), **overrides)
+            config = EngineConfig.load(plugin_options=option_specs, **overrides)
+        else:  # explicit: nothing read from the file or the environment, but the options' defaults
+            config = config.with_option_defaults(option_specs)
         self.config = config
+        self.registry.add_parent_plugin(_EngineHooks(self), "pagemill-engine", guarded=False)
         self._sinks: list[Any] = []
         try:
             for url in config.sinks:
@@ -104,11 +123,14 @@ class Engine:
         for number, sink in enumerate(self._sinks):
             self.registry.add_parent_plugin(sink, f"sink-{number}")
         self.on_page_done = on_page_done
+        self.on_page_amended = on_page_amended
         self.on_progress = on_progress
         self.probe = probe
         self._pool: Any = None
+        self._host = HostStartMethod()
         self._session: RunSession | None = None  # the run of the process() loop going on
-        self._streams: weakref.WeakSet[Generator[PageResult, None, None]] = weakref.WeakSet()
+        self._streams: weakref.WeakKeyDictionary[Generator[PageResult, None, None], _Loop] = (
+            weakref.WeakKeyDictionary())
         self._jobs: JobService | None = None
         self._closed = False
         self.last_summary: RunSummary | None = None
@@ -123,8 +145,10 @@ class Engine:
         if exc_type is None:
             self.close()
             return
-        # the block failed: nothing more is started; Ctrl-C stops pages in flight too
+        # the block failed: nothing more is started; Ctrl-C stops pages in flight too. The loops
+        # end first, while the run still takes back the pages they did not take.
         immediate = issubclass(exc_type, KeyboardInterrupt)
+        self._end_streams()
         if self._jobs is not None:
             self._jobs.cancel_all(immediate)
         if self._session is not None:
@@ -136,11 +160,15 @@ class Engine:
         if self._pool is None:
             if self.config.executor == "dask-local" or (self.config.executor == "local" and self.config.mp_context != "fork"):
                 check_entry_point_guarded()
-            self._pool = make_pool(self.config, self.registry.specs)
+            with preload_added():
+                self._pool = make_pool(self.config, self.registry.specs)
 
     def close(self) -> None:
         """Finish what runs (an open process() loop is cancelled, jobs run to their end), then stop
-        the pool and close the sinks. A second close does nothing."""
+        the pool and close the sinks. A second close does nothing.
+
+        From another thread than a running process() loop's, close() cancels that loop and waits
+        until it has ended (the loop gets the pages committed until then, then stops)."""
         self._close(raise_errors=True)
 
     @property
@@ -150,11 +178,11 @@ class Engine:
     def _close(self, raise_errors: bool) -> None:
         if self._closed:
             return
+        self._refuse_closing_from_inside()
         self._closed = True
         error: BaseException | None = None
         try:
-            for stream in list(self._streams):
-                error = error or self._close_stream(stream)
+            error = self._end_streams()
             jobs, self._jobs = self._jobs, None
             if jobs is not None:
                 try:
@@ -167,16 +195,29 @@ class Engine:
         if error is not None and raise_errors:
             raise error
 
-    def _close_stream(self, stream: Generator[PageResult, None, None]) -> BaseException | None:
-        """End a paused process() loop so that its run is recorded (cancelled) before the pool stops."""
-        try:
-            stream.close()
-        except ValueError:  # running in another thread: stop it, it ends its run itself
-            if self._session is not None:
-                self._session.scheduler.cancel(immediate=True)
-        except Exception as exc:  # noqa: BLE001 - handed to close()'s caller after the cleanup
-            return exc
-        return None
+    def _refuse_closing_from_inside(self) -> None:
+        """close() from a callback of a running loop or of the jobs' thread would wait for itself."""
+        me = threading.current_thread()
+        jobs_thread = self._jobs._thread if self._jobs is not None else None
+        if me is jobs_thread or any(stream.gi_running and loop.thread is me for stream, loop in list(self._streams.items())):
+            raise PagemillError("close() called from a callback of a running run: leave the process() loop "
+                                "(or let the jobs end) first; cancel() stops the run from a callback")
+
+    def _end_streams(self) -> BaseException | None:
+        """End every process() loop so that its run is recorded (cancelled) before the pool stops."""
+        error: BaseException | None = None
+        for stream, loop in list(self._streams.items()):
+            try:
+                stream.close()
+            except ValueError:  # running in another thread: ask it to stop, and wait until it has
+                if self._session is not None:
+                    self._session.scheduler.cancel(immediate=True)
+                if self._jobs is not None:
+                    self._jobs.stop_streams()
+                loop.ended.wait()
+            except Exception as exc:  # noqa: BLE001 - handed to close()'s caller after the cleanup
+                error = error or exc
+        return error
 
     def _close_sinks(self) -> None:
         for sink in self._sinks:
@@ -187,6 +228,7 @@ class Engine:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             pool.shutdown()
+        self._host.restore()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -203,14 +245,16 @@ class Engine:
 
         ``paths`` are files and folders (searched recursively), or a mapping from priority
         (``urgent``, ``high``, ``normal``, ``low``) to such paths. Leaving the loop early cancels
-        the rest cleanly: pages not finished are not recorded and are done by the next run into
+        the rest cleanly: pages not yielded are not recorded and are done by the next run into
         the same output folder. While jobs from :meth:`submit` run, the pages join their run as
-        one more job (and leaving the loop cancels that job only).
+        one more job (and leaving the loop cancels that job only); a few pages at most wait for
+        the loop there, so a slow loop slows the run rather than filling memory.
         """
         self._check_open()
-        feeds, inputs = self._feeds(paths, priority, documents)
-        stream = self._stream(feeds, inputs)
-        self._streams.add(stream)
+        feeds, inputs = feeds_of(self.config, paths, priority, documents)
+        loop = _Loop(threading.Event())
+        stream = self._stream(feeds, inputs, loop)
+        self._streams[stream] = loop
         return stream
 
     def run(self, paths: Inputs, priority: str | None = None) -> RunSummary:
@@ -231,7 +275,7 @@ class Engine:
         if self._session is not None:
             raise PagemillError("submit() while a process() loop of this engine runs: finish that loop first, "
                                 "or submit both as jobs")
-        feeds, _ = self._feeds(paths, priority, None)
+        feeds, _ = feeds_of(self.config, paths, priority, None)
         if self._jobs is None:
             self._jobs = JobService(lambda: self._new_session({}, foreground=False))
         return self._jobs.submit(feeds, keep_results)
@@ -255,7 +299,14 @@ class Engine:
         return self._jobs.session if self._jobs is not None and self._jobs.alive else None
 
     # ------------------------------------------------------------ internals
-    def _stream(self, feeds: Feeds, inputs: dict[str, Any]) -> Generator[PageResult, None, None]:
+    def _stream(self, feeds: Feeds, inputs: dict[str, Any], loop: _Loop) -> Generator[PageResult, None, None]:
+        loop.thread = threading.current_thread()
+        try:
+            yield from self._pages(feeds, inputs)
+        finally:
+            loop.ended.set()
+
+    def _pages(self, feeds: Feeds, inputs: dict[str, Any]) -> Generator[PageResult, None, None]:
         if self._jobs is not None and self._jobs.alive:
             # one reader of the pool at a time: join the background run as a job
             started = time.perf_counter()
@@ -278,50 +329,31 @@ class Engine:
             self._session = None
             if temporary:
                 self._close_pool()
+            else:
+                self._host.restore()
 
     def _job_summary(self, job: Job, started: float) -> None:
-        """The summary of a process() that ran as a job: its own pages only."""
+        """The summary of a process() that ran as a job: its own pages, the outputs' totals."""
         progress = job.progress()
         session = self._jobs.session if self._jobs is not None else None
         wall = time.perf_counter() - started
         status = {"running": "cancelled", "cancelled": "cancelled", "failed": "critical"}.get(
             progress.status, "partial" if progress.pages_failed else "finished")
+        outputs = job.outputs or {}
+        totals = sum(outputs.get(status_name, 0) for status_name in ("ok", "review", "failed"))
+        if status == "finished" and outputs.get("failed"):
+            status = "partial"
         self.last_summary = RunSummary(
             run_id=session.run_id if session is not None else 0, out_dir=self.config.out_dir, status=status,
-            pages_total=progress.pages_done, pages_ok=progress.pages_ok, pages_review=progress.pages_review,
-            pages_failed=progress.pages_failed, pages_skipped=0, documents=0, wall_seconds=round(wall, 3),
+            pages_total=progress.pages_done + progress.pages_skipped, pages_ok=progress.pages_ok,
+            pages_review=progress.pages_review, pages_failed=progress.pages_failed,
+            pages_skipped=progress.pages_skipped, documents=progress.documents, wall_seconds=round(wall, 3),
             pages_per_second=round(progress.pages_done / wall, 3) if wall > 0 else 0.0,
             message=str(job._error or ""),
+            outputs_ok=outputs.get("ok", 0), outputs_review=outputs.get("review", 0),
+            outputs_failed=outputs.get("failed", 0), pages_done_before=max(0, totals - progress.pages_done),
+            field_order=tuple(session.field_order) if session is not None else (),
         )
-
-    def _priority(self, priority: object) -> str:
-        name = self.config.priority if priority is None else str(priority).strip().lower()
-        if name not in PRIORITY_RANKS:
-            raise ConfigError(f"unknown priority {priority!r}: use one of {', '.join(PRIORITY_RANKS)}")
-        return name
-
-    def _feeds(self, paths: Inputs, priority: str | None, documents: Iterable[Document] | None) -> tuple[Feeds, dict[str, Any]]:
-        """Lazy document feeds, one per priority, and the inputs as stored for ``resume``: as given,
-        with the folder they are relative to (read back with :func:`stored_inputs`)."""
-        if documents is not None:
-            return [(self._priority(priority), documents)], {}
-        if isinstance(paths, Mapping):
-            groups = [(self._priority(p), v) for p, v in paths.items()]
-        else:
-            groups = [(self._priority(priority), paths)]
-        exclude = Path(self.config.out_dir) if self.config.out_dir else None
-        feeds: Feeds = []
-        given: dict[str, list[str]] = {}
-        for group_priority, group in groups:
-            items = [group] if isinstance(group, (str, os.PathLike)) else list(group)
-            if not items:
-                continue
-            checked = check_inputs(items)
-            given.setdefault(group_priority, []).extend(checked)
-            feeds.append((group_priority, iter_documents(checked, group_priority, exclude)))
-        if not feeds:
-            check_inputs([])  # raises: no input
-        return feeds, {"cwd": os.getcwd(), "inputs": given}
 
     def _new_session(self, inputs: dict[str, Any], foreground: bool) -> RunSession:
         config = self.config

@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from engine.config import EngineConfig, OptionSpec, read_sources
-from engine.plugin_options import take_plugin_defaults
+from engine.plugin_options import add_plugin_options
 from engine.registry import PluginRegistry
 
 # option dest -> EngineConfig field, for the options that set the config
@@ -135,9 +135,7 @@ def _add_run_options(parser: argparse.ArgumentParser, registry: PluginRegistry, 
     stages.add_argument("--review-below", type=float, default=None, metavar="C", help="flag fields with confidence below C (0.6)")
     stages.add_argument("--password", default=None, help="password for encrypted PDFs")
     stages.add_argument("--max-image-pixels", type=int, default=None, metavar="N", help="refuse larger images and pages")
-    for_plugins = parser.add_argument_group("plugin options")
-    registry.hook.pagemill_add_options(parser=for_plugins)
-    parser.set_defaults(**{PLUGIN_SPECS: take_plugin_defaults(for_plugins)})
+    parser.set_defaults(**{PLUGIN_SPECS: add_plugin_options(registry, parser)})
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:

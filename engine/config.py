@@ -10,11 +10,14 @@ the file, the environment or the arguments is loaded.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
+
+from loguru import logger
 
 from engine.errors import ConfigError
 from engine.records import PRIORITY_RANKS
@@ -35,6 +38,16 @@ class OptionSpec:
 
 @dataclass(frozen=True)
 class EngineConfig:
+    """Every setting of a run.
+
+    ``EngineConfig(...)`` holds exactly what it is given, over the defaults: it reads neither
+    pagemill.toml nor ``PAGEMILL_*`` variables, so a program states its whole configuration (an
+    Engine adds the defaults of the options its plugins declare, for the options not given).
+    :meth:`EngineConfig.load` — and ``Engine(**settings)``, which calls it — reads
+    ``./pagemill.toml`` (or the file named) and the environment under the values given, as the
+    ``pagemill`` command does.
+    """
+
     # --- the run
     out_dir: str | None = None
     workers: str = "auto"  # "auto", "N" or "MIN:MAX"
@@ -90,6 +103,8 @@ class EngineConfig:
         ``PAGEMILL_<NAME>`` sets them from the environment.
         """
         layers = read_sources(config_file, environ, plugin_options)
+        if plugin_options is not None:  # the options are known: anything else in the file is a typo
+            layers[0] = checked_file_keys(layers[0], config_path(config_file), plugin_options)
         layers.append({k: v for k, v in overrides.items() if v is not None})
         return cls.from_layers(layers, plugin_options)
 
@@ -138,6 +153,14 @@ class EngineConfig:
         config = cls(**kwargs)
         config.validate()
         return config
+
+    def with_option_defaults(self, plugin_options: Mapping[str, OptionSpec]) -> EngineConfig:
+        """This config with each declared plugin option it leaves unset (absent or None) at its default."""
+        missing = {name: spec.default for name, spec in plugin_options.items()
+                   if spec.default is not None and self.options.get(name) is None}
+        if not missing:
+            return self
+        return dataclasses.replace(self, options={**self.options, **missing})
 
     def replace(self, **changes: Any) -> EngineConfig:
         config = dataclasses.replace(self, **changes)
@@ -215,12 +238,62 @@ def read_sources(
     not exist is a ConfigError. The environment gives every ``PAGEMILL_<FIELD>`` and the
     ``PAGEMILL_<NAME>`` of each name in ``plugin_options`` (converted when it says how).
     """
-    path = Path(config_file) if config_file else Path(CONFIG_FILE_NAME)
+    path = config_path(config_file)
     if config_file and not path.is_file():
         raise ConfigError(f"config file {path} not found")
     from_file = _read_toml(path) if path.is_file() else {}
     from_env = _read_env(os.environ if environ is None else environ, plugin_options or {})
     return [from_file, from_env]
+
+
+def config_path(config_file: str | os.PathLike[str] | None) -> Path:
+    """The config file read: the one named, else ./pagemill.toml."""
+    return Path(config_file) if config_file else Path(CONFIG_FILE_NAME)
+
+
+def checked_file_keys(values: Mapping[str, Any], path: Path, plugin_options: Mapping[str, OptionSpec]) -> dict[str, Any]:
+    """The config file's values with its plugin options read with their own type (a value that
+    does not fit is a ConfigError naming key and file); a warning for each key that is neither a
+    setting nor a declared plugin option, with the nearest known name."""
+    settings = {f.name for f in dataclasses.fields(EngineConfig)}
+    known = sorted((settings - {"options"}) | set(plugin_options))
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name == "options" and isinstance(value, Mapping):
+            checked[key] = {option: _file_option(path, f"options.{option}", option, item, plugin_options, known)
+                            for option, item in value.items()}
+        elif name in settings:
+            checked[key] = value
+        else:
+            checked[key] = _file_option(path, key, name, value, plugin_options, known)
+    return checked
+
+
+def _file_option(path: Path, key: str, name: str, value: Any, plugin_options: Mapping[str, OptionSpec],
+                 known: list[str]) -> Any:
+    spec = plugin_options.get(name)
+    if spec is None:
+        near = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        logger.warning("{}: unknown key '{}'{}", path, key, hint)
+        return value
+    if spec.convert is None:
+        return value
+    text = value if isinstance(value, str) else _as_text(value)
+    try:
+        return spec.convert(text)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: {key}: cannot use {value!r} ({exc})") from None
+
+
+def _as_text(value: Any) -> str:
+    """A TOML value as PAGEMILL_<NAME> would spell it, for the option's string reader."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_as_text(item) for item in value)
+    return str(value)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

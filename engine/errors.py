@@ -68,6 +68,22 @@ class PluginLoadError(ConfigError):
     """A plugin could not be imported or registered."""
 
 
+class PluginError(PagemillError):
+    """A plugin's parent-side hook (a cross-page check, a sink, a run hook) raised: the run ends as
+    crashed, the message names the plugin and the hook; the CLI exits 3."""
+
+    error_class = "critical"
+
+
+class PluginResultError(PermanentError):
+    """A plugin's hook returned a value of the wrong type: the page fails, named, the run goes on."""
+
+    def __init__(self, message: str, plugin: str, hook: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.hook = hook
+
+
 class NoLedgerError(ConfigError):
     """The folder given holds no pagemill ledger (status, runs, export, resume): a wrong folder."""
 

@@ -5,7 +5,19 @@ Plugins implement any subset of these hooks with ``@engine.hookimpl``; the built
 touch the terminal or the ledger; hooks marked *parent* run in the process that owns the run.
 
 A plugin that raises is classified (``pagemill_classify_error``) and retried by the engine, never
-by the plugin itself.
+by the plugin itself. What a hook returns is checked: a stage hook that returns the wrong type
+fails the page with a permanent ``PluginResultError`` naming the plugin and the hook; a parent hook
+that raises (or returns the wrong type) stops the run with a ``PluginError`` naming them.
+
+A plugin's name: a module's name (``--plugin package.module``, ``plugins=[module]``), a file's stem
+(``--plugin path/to/file.py``), an entry point's name, and for an object passed to
+``Engine(plugins=[...])`` its ``name`` attribute, else its ``__name__`` (a class), else its class's
+name. Names are unique in a run: give two instances of one class each a ``name`` of its own. A
+plugin object reaches the worker processes pickled, with every attribute it holds; make locks,
+open files and connections in the worker (on first use in a hook), not in ``__init__``.
+
+A page is known by its *key*: ``(sha256 of the document's bytes, 0-based page index)``
+(``PageTask.key``, ``PageResult.key``); ``PageResult.page`` is the 1-based number people read.
 """
 
 from __future__ import annotations
@@ -36,8 +48,16 @@ hookspec = pluggy.HookspecMarker("pagemill")
 def pagemill_add_options(parser: argparse.ArgumentParser) -> None:
     """Add command-line options for this plugin (parent, at start-up).
 
-    Use an argument group named after the plugin. Values reach every hook as
-    ``config.options[dest]``; the Python API passes them as ``EngineConfig(options={...})``.
+    ``parser`` is the ``argparse.ArgumentParser`` of the ``pagemill run`` and ``resume`` commands
+    (for the Python API, a parser of its own that is never shown). Add the options to an argument
+    group named after the plugin, ``group = parser.add_argument_group("myplugin")``, or to
+    ``parser`` itself (``--help`` then lists them under "plugin options").
+
+    Each option's ``dest`` is its key: the value reaches every hook as ``config.options[dest]``,
+    set by the command line, ``EngineConfig(options={...})``, ``PAGEMILL_<DEST>`` or a
+    ``dest = value`` line of pagemill.toml (read with the option's ``type``), else the option's
+    ``default``. A ``dest`` that is a pagemill setting, or a flag that another option has, is refused
+    with an error naming the plugin.
     """
 
 
@@ -112,11 +132,22 @@ def pagemill_validate(page: PageTask, fields: dict[str, Field], config: EngineCo
 def pagemill_cross_check(result: PageResult, seen: SeenValues, config: EngineConfig) -> list[Issue] | None:
     """Check one finished page against the rest of the run (parent, before it is committed).
 
-    ``seen`` remembers values across the run (for example ticket numbers) and is rebuilt from the
-    ledger when a run resumes, by calling this hook again for every page already done (the issues
-    and amendments asked for then are ignored). Return issues to add to the page; to flag a page
-    finished earlier as well, call ``seen.amend(key, issue)`` (pages finish in any order, so a check
-    that must not depend on it amends the earlier page: see ``plugins.ticket_validate``).
+    ``seen`` (:class:`engine.SeenValues`) remembers values across the run (for example ticket
+    numbers) and is rebuilt from the ledger when a run resumes, by calling this hook again for every
+    page already done (the issues and amendments asked for then are ignored):
+
+    - ``seen.first_seen(name, value, where, key=result.key)`` records that field ``name`` has
+      ``value`` on this page (``where`` names it for people, e.g. ``result.where()``; ``key`` is the
+      page key, ``(sha256, 0-based index)``) and returns the ``where`` of the first page that had
+      it, or ``None`` when this page is the first;
+    - ``seen.places(name, value)`` gives every :class:`engine.Place` (``key``, ``where``) the value
+      was recorded at, first first;
+    - ``seen.amend(key, issue)`` sets ``issue`` on the page ``key`` finished earlier (replacing an
+      issue of the same code and field there); that page is changed in the ledger and the outputs,
+      and, when it was handed on already, passed to ``pagemill_page_amended``.
+
+    Return issues to add to this page. Pages finish in any order, so a check that must not depend on
+    it amends the earlier page as well: see ``plugins.ticket_validate``.
     """
 
 
@@ -130,7 +161,8 @@ def pagemill_page_done(result: PageResult) -> None:
 def pagemill_page_amended(result: PageResult) -> None:
     """A page handed on before has changed (parent): a check across pages set an issue on it, such
     as a ticket number that a later page repeats. ``result`` is the page as the ledger now holds it;
-    a sink that keeps pages by document hash and page replaces its row."""
+    a sink that keeps pages by document hash and page replaces its row. The Python API passes it to
+    ``Engine(on_page_amended=...)`` as well."""
 
 
 @hookspec

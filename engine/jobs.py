@@ -5,19 +5,25 @@ run that serves every job until the engine closes: one scheduler, one ledger, so
 job overtakes the queued pages of a low one. A job is done when all its pages are committed.
 
 While that run lives it is the only reader of the pool: ``Engine.process()`` joins it as one more
-job whose committed pages are streamed to the caller (:meth:`JobService.stream`).
+job whose committed pages reach the loop through a small :class:`engine.handover.Handover`
+(:meth:`JobService.stream`). As for a process() of its own, a page reaches the loop once across
+runs: the pages committed but not taken when the loop leaves are taken back out of the ledger.
+
+The run's thread alone uses the session and its ledger; other threads ask it (``_ask``) and it
+answers at its next tick, or once the run is over with a ledger connection of its own.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from loguru import logger
 
-from engine.errors import CriticalError
+from engine.errors import CriticalError, LedgerError
+from engine.handover import Handover, WaitingThreads
+from engine.ledger import Ledger
 from engine.records import Document, PageResult
 
 if TYPE_CHECKING:
@@ -32,6 +38,8 @@ class JobProgress:
     pages_ok: int
     pages_review: int
     pages_failed: int
+    pages_skipped: int = 0  # done before, not redone
+    documents: int = 0  # read for this job (not those done before)
 
     @property
     def pages_done(self) -> int:
@@ -55,14 +63,19 @@ class Job:
     _status: str = "running"
     _cancel_asked: bool = False
     _error: BaseException | None = field(default=None, repr=False)
-    _listener: Callable[[PageResult | None], Any] | None = field(default=None, repr=False)
+    _handover: Handover | None = field(default=None, repr=False)
+    _skipped: int = 0
+    _documents: int = 0
+    _taken_back: int = 0  # pages its loop left behind, taken back as they came
+    outputs: dict[str, int] | None = field(default=None, repr=False)  # the ledger's totals when it ended
     results_kept: list[PageResult] | None = None
 
     def status(self) -> str:
         return self._status
 
     def progress(self) -> JobProgress:
-        return JobProgress(self._status, self._counts["ok"], self._counts["review"], self._counts["failed"])
+        return JobProgress(self._status, self._counts["ok"], self._counts["review"], self._counts["failed"],
+                           self._skipped, self._documents)
 
     def cancel(self) -> None:
         """Drop the pages not started yet; pages in flight finish and are kept. A finished job
@@ -77,7 +90,9 @@ class Job:
 
         Raises the :class:`CriticalError` that stopped the run when the job failed.
         """
-        if not self._done.wait(timeout):
+        with self._service.waiting.waiting():  # a process() loop of this thread is not waited for meanwhile
+            finished = self._done.wait(timeout)
+        if not finished:
             raise TimeoutError(f"job {self.id} not finished after {timeout} s")
         if self._error is not None:
             raise self._error
@@ -87,12 +102,10 @@ class Job:
     def finished(self) -> bool:
         return self._done.is_set()
 
-    def _record(self, result: PageResult) -> None:
-        self._counts[result.status] += 1
-        if self.results_kept is not None:
+    def _record(self, result: PageResult, change: int = 1) -> None:
+        self._counts[result.status] += change
+        if self.results_kept is not None and change > 0:
             self.results_kept.append(result)
-        if self._listener is not None:
-            self._listener(result)
 
     def _end(self, error: BaseException | None = None) -> None:
         if self._done.is_set():
@@ -100,8 +113,16 @@ class Job:
         self._error = error
         self._status = "failed" if error is not None else "cancelled" if self._cancel_asked else "done"
         self._done.set()
-        if self._listener is not None:
-            self._listener(None)
+        if self._handover is not None:
+            self._handover.end()
+
+
+@dataclass
+class _Request:
+    """Work for the run's thread: ``action(session)``, then ``done`` is set."""
+
+    action: Callable[[RunSession | None], Any]
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 class JobService:
@@ -117,7 +138,12 @@ class JobService:
         self.error: BaseException | None = None  # what stopped the run, once it stopped
         self.summary: Any = None  # the run's RunSummary, once it stopped
         self._stopped = False
+        self._over = False  # the run's ledger is closed: requests are served by the asking thread
+        self._requests: list[_Request] = []
         self._engine_tick: Any = None
+        self._job_of_document: dict[str, Job] = {}  # sha256 -> the job that read it last
+        self._counting = False
+        self.waiting = WaitingThreads()
 
     @property
     def session(self) -> RunSession | None:
@@ -127,13 +153,16 @@ class JobService:
     def alive(self) -> bool:
         return self._session is not None and not self._stopped
 
-    def submit(self, feeds: Feeds, keep_results: bool = False,
-               listener: Callable[[PageResult | None], Any] | None = None) -> Job:
+    @property
+    def handovers(self) -> list[Handover]:
+        return [job._handover for job in list(self._jobs.values()) if job._handover is not None]
+
+    def submit(self, feeds: Feeds, keep_results: bool = False, handover: Handover | None = None) -> Job:
         with self._lock:
             if self._stopped:
                 reason = self.error if self.error is not None else "the engine was closed"
                 raise CriticalError(f"no job can start: the background run stopped ({reason})")
-            job = Job(self._next_id, feeds[0][0] if feeds else "normal", self, _listener=listener)
+            job = Job(self._next_id, feeds[0][0] if feeds else "normal", self, _handover=handover)
             if keep_results:
                 job.results_kept = []
             self._next_id += 1
@@ -147,7 +176,7 @@ class JobService:
                 self._session = session
             assert self._session is not None
             for priority, documents in feeds:
-                self._session.scheduler.add_documents(documents, priority, job=job.id)
+                self._session.scheduler.add_documents(self._read_for(job, documents), priority, job=job.id)
             self._jobs[job.id] = job  # after its feeds: never seen idle before it had work
             if start:
                 self._thread = threading.Thread(target=self._run, name="pagemill-jobs", daemon=True)
@@ -155,25 +184,33 @@ class JobService:
         return job
 
     def stream(self, feeds: Feeds, on_end: Callable[[Job], Any] | None = None) -> Iterator[PageResult]:
-        """A job whose pages are yielded as they are committed; leaving the loop cancels it."""
-        pages: queue.SimpleQueue[PageResult | None] = queue.SimpleQueue()
-        job = self.submit(feeds, listener=pages.put)
+        """A job whose pages are yielded as they are committed; leaving the loop cancels it, and
+        the pages committed but not yielded are taken back (the next run redoes them)."""
+        handover = Handover(self.waiting)
+        job = self.submit(feeds, handover=handover)
         try:
             while True:
-                try:
-                    result = pages.get(timeout=0.5)  # a timeout keeps Ctrl-C deliverable
-                except queue.Empty:
-                    continue
+                result = handover.get()
                 if result is None:
                     break
                 yield result
-            if job._error is not None:
+            if job._error is not None and not handover.stop_asked:
                 raise job._error
         finally:
-            job._listener = None
+            left = handover.leave()
             job.cancel()
+            self._ask(lambda session: self._wind_up(session, job, left))
             if on_end is not None:
                 on_end(job)
+
+    def stop_streams(self) -> None:
+        """Ask every process() loop joined to the jobs to end at its next page (another thread)."""
+        for handover in self.handovers:
+            handover.stop()
+
+    def replace_held(self, result: PageResult) -> bool:
+        """An amended page still held for a loop is replaced there; True when one was."""
+        return any(handover.replace(result) for handover in self.handovers)
 
     def cancel(self, job: Job) -> None:
         if self._session is not None:
@@ -186,6 +223,7 @@ class JobService:
         if self._session is not None:
             self._session.scheduler.cancel(immediate)
 
+    # ------------------------------------------------------------ the run's thread
     def _run(self) -> None:
         session = self._session
         assert session is not None
@@ -198,9 +236,15 @@ class JobService:
         summary = session.summary
         if error is None and summary is not None and summary.status == "critical":
             error = CriticalError(summary.message or "the run stopped on a critical error")
+        for job in list(self._jobs.values()):
+            if job.outputs is None and summary is not None:
+                job.outputs = {"ok": summary.outputs_ok, "review": summary.outputs_review,
+                               "failed": summary.outputs_failed}
         with self._lock:
-            self._stopped = True
+            self._stopped = self._over = True
             self.error, self.summary = error, summary
+            requests, self._requests = self._requests, []
+        self._serve(requests, None)
         if error is not None:
             logger.error("background jobs stopped: {}", error)
         for job in list(self._jobs.values()):
@@ -212,18 +256,131 @@ class JobService:
                 logger.warning("on_progress failed: {}: {}", type(exc).__name__, exc)
 
     def _committed(self, result: PageResult, job_id: int) -> None:
+        session = self._session
+        if session is not None and (result.status != "failed" or not session.config.retry_failed):
+            session.done_before.add(result.key)  # submitted again in this run: skipped, not redone
         job = self._jobs.get(job_id)
         if job is not None:
             job._record(result)
+            if job._handover is not None and not job._handover.put(result) and session is not None:
+                job._taken_back += self._take_back(session, job, [result])  # its loop left before taking it
+        self._serve_waiting()
 
     def _tick(self, session: RunSession) -> None:
+        self._serve_waiting()
         ended = False
         for job in list(self._jobs.values()):
             if not job.finished and not session.scheduler.job_pending(job.id) and not session.uncommitted(job.id):
+                job.outputs = session.ledger.counts()
                 job._end()
                 ended = True
         if self._engine_tick is not None:
             self._engine_tick(session, ended)  # a job's last figures are always reported
+
+    def _serve_waiting(self) -> None:
+        if self._requests:
+            with self._lock:
+                requests, self._requests = self._requests, []
+            self._serve(requests, self._session)
+
+    def _serve(self, requests: list[_Request], session: RunSession | None) -> None:
+        for request in requests:
+            try:
+                request.action(session)
+            finally:
+                request.done.set()
+
+    def _ask(self, action: Callable[[RunSession | None], Any]) -> None:
+        """Have the run's thread do ``action(session)`` and wait for it; once the run is over (its
+        ledger closed), do ``action(None)`` here."""
+        if threading.current_thread() is self._thread:  # asked from a callback on the run's thread
+            action(None if self._over else self._session)
+            return
+        with self._lock:
+            over = self._over or self._thread is None or not self._thread.is_alive()
+            request = _Request(action)
+            if not over:
+                self._requests.append(request)
+        if over:
+            action(None)
+            return
+        with self.waiting.waiting():  # the run's thread must not wait on this thread's loops meanwhile
+            request.done.wait()
+
+    def _wind_up(self, session: RunSession | None, job: Job, left: list[PageResult]) -> None:
+        """A loop has ended: the pages it left are taken back, and its job notes the outputs' totals."""
+        taken = self._take_back(session, job, left) if left else 0
+        taken += job._taken_back
+        if taken:
+            logger.info("{} finished pages were not handed on; the next run redoes them", taken)
+        if session is not None:
+            job.outputs = session.ledger.counts()
+        elif job.outputs is not None:
+            for result in left:
+                job.outputs[result.status] -= 1
+
+    def _take_back(self, session: RunSession | None, job: Job, results: list[PageResult]) -> int:
+        """Pages committed for a loop that never took them: out of the ledger, out of the counts.
+        Returns how many were taken back."""
+        keys = [result.key for result in results]
+        run = self._session
+        assert run is not None
+        try:
+            if session is not None:
+                taken = session.ledger.forget(session.run_id, keys)
+            elif run.ledger.path is not None:  # the run is over: a connection of our own
+                ledger = Ledger(run.ledger.path)
+                try:
+                    taken = ledger.forget(run.run_id, keys)
+                finally:
+                    ledger.close()
+            else:
+                return 0  # an in-memory ledger: no next run to redo them
+        except LedgerError as exc:
+            logger.warning("{} finished pages not handed on could not be taken back: {}", len(keys), exc)
+            return 0
+        for result in results:
+            job._record(result, -1)
+            if session is not None:
+                session.counts[result.status] -= 1
+                session.done_before.discard(result.key)
+        return taken
+
+    # ------------------------------------------------------------ pages skipped, by job
+    def _read_for(self, job: Job, documents: Iterable[Document]) -> Iterator[Document]:
+        """The job's documents as the scheduler reads them (on the run's thread), noted as its."""
+        for document in documents:
+            if not self._counting:
+                self._count_skips()
+            self._job_of_document[document.sha256] = job
+            job._documents += 1
+            yield document
+
+    def _count_skips(self) -> None:
+        """Attribute the pages the run skips (done before) to the job whose document they are."""
+        session = self._session
+        assert session is not None
+        scheduler = session.scheduler
+        is_done, document_done = scheduler.is_done, scheduler.document_done
+
+        def page_done(key: tuple[str, int]) -> bool:
+            done = is_done(key)
+            job = self._job_of_document.get(key[0]) if done else None
+            if job is not None:
+                job._skipped += 1
+            return done
+
+        def whole_document_done(document: Document) -> bool:
+            before = scheduler.pages_skipped
+            done = document_done(document)
+            job = self._job_of_document.get(document.sha256) if done else None
+            if job is not None:
+                job._skipped += scheduler.pages_skipped - before
+                job._documents -= 1
+            return done
+
+        scheduler.is_done, scheduler.document_done = page_done, whole_document_done
+        self._counting = True
 
     def close(self, raise_errors: bool = True) -> None:
         """Let the jobs finish (or what cancel_all left of them), then stop the run."""

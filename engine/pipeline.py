@@ -3,6 +3,9 @@
 Also the ingest of a document (open, count, split into page tasks). Every exception a stage
 raises becomes a :class:`StageFailure` that names the stage and the plugin, classified by the
 plugins' ``pagemill_classify_error`` and then the built-in table; the parent decides what follows.
+What each plugin returns was checked when it returned (engine.hookcalls): a result of the wrong
+type is a permanent failure of the page naming the plugin and the hook, so what is merged here is
+what the contract promises.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from engine.config import EngineConfig
-from engine.errors import PagemillError, PermanentError
+from engine.errors import PagemillError, PermanentError, PluginResultError
 from engine.records import (
     Document,
     ErrorInfo,
@@ -81,6 +84,10 @@ class PagePipeline:
         return value, busy / 1e9
 
     def _failure(self, exc: BaseException, stage: str, hook_name: str, page: PageTask | None, seconds: float) -> StageFailure:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, PluginResultError):  # the plugin broke the contract: no classifier overrules that
+            info = ErrorInfo(error_class="permanent", type=type(exc).__name__, message=message, stage=stage)
+            return StageFailure(info, exc.plugin, exc.hook, seconds)
         error_class = None
         try:
             error_class = self.registry.hook.pagemill_classify_error(error=exc, stage=stage, page=page)
@@ -88,7 +95,6 @@ class PagePipeline:
             error_class = None
         if error_class not in ("transient", "permanent", "critical"):
             error_class = classify_error(exc)
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         plugin = self.registry.plugin_of_traceback(exc.__traceback__)
         info = ErrorInfo(error_class=error_class, type=type(exc).__name__, message=message, stage=stage)
         return StageFailure(info, plugin, hook_name, seconds)

@@ -27,6 +27,7 @@ from loguru import logger
 
 from engine import hookspecs
 from engine.errors import PluginLoadError
+from engine.hookcalls import guard_plugin
 
 ENTRY_POINT_GROUP = "pagemill"
 
@@ -71,7 +72,8 @@ class PluginRegistry:
         objects: Iterable[object] = (),
         load_entry_points: bool = True,
     ) -> PluginRegistry:
-        """Entry points of group ``pagemill``, then ``--plugin`` refs, then objects passed in."""
+        """Entry points of group ``pagemill``, then ``--plugin`` refs, then objects passed in (a
+        string or a path among them is a ref too: a file or a module name)."""
         registry = cls()
         if load_entry_points:
             registry.load_entry_points()
@@ -137,7 +139,15 @@ class PluginRegistry:
             self._register(obj, PluginSpec(ref, "module", ref, origin, search_path=search_path))
 
     def add_object(self, obj: object) -> None:
-        """A plugin object passed to the Python API: a module, a class or an instance."""
+        """A plugin object passed to the Python API: a module, a class or an instance.
+
+        Its name is its ``name`` attribute, else its ``__name__`` (a class), else its class's name;
+        two plugins of one name are refused, so two instances of one class need names of their own.
+        The object travels pickled to every worker process.
+        """
+        if isinstance(obj, (str, os.PathLike)):
+            self.load_ref(os.fspath(obj))
+            return
         if self._already_has(obj):
             return
         if isinstance(obj, types.ModuleType):
@@ -147,25 +157,25 @@ class PluginRegistry:
         try:
             payload = pickle.dumps(obj)
         except Exception as exc:  # noqa: BLE001
-            raise PluginLoadError(
-                f"plugin object {name} cannot be pickled to reach the workers ({exc}); "
-                "define its class at module level"
-            ) from None
+            raise PluginLoadError(f"plugin object {name} cannot be pickled ({_describe(exc)}): {_why_unpicklable(obj)}") from None
         self._register(obj, PluginSpec(str(name), "object", "", "object passed in Python", payload))
 
-    def add_parent_plugin(self, obj: object, name: str) -> None:
-        """A plugin for parent-side hooks only (sinks): never sent to workers."""
+    def add_parent_plugin(self, obj: object, name: str, guarded: bool = True) -> None:
+        """A plugin for parent-side hooks only (sinks): never sent to workers. ``guarded=False``
+        lets its exceptions through unnamed (the engine's own callbacks, which are the caller's)."""
         if not self.manager.has_plugin(name):
             self.manager.register(obj, name=name)
+            if guarded:
+                guard_plugin(self.manager, obj, name)
 
     def _register(self, obj: object, spec: PluginSpec) -> None:
         name = spec.name
         taken = self._spec_named(name)
         if taken is not None or self.manager.has_plugin(name):
             where = taken.origin if taken is not None else "a plugin of the engine"
-            raise PluginLoadError(
-                f"plugin {name} ({spec.origin}) has the name of another plugin ({where}); rename one of them"
-            )
+            how = ("give one of them a `name` attribute of its own" if spec.kind == "object"
+                   else "rename one of them")
+            raise PluginLoadError(f"plugin {name} ({spec.origin}) has the name of another plugin ({where}); {how}")
         try:
             self.manager.register(obj, name=name)
             self.manager.check_pending()  # a hook name that is not in the contract (a typo)
@@ -173,6 +183,7 @@ class PluginRegistry:
             if self.manager.is_registered(obj):
                 self.manager.unregister(obj)
             raise PluginLoadError(f"plugin {name} ({spec.origin}) is not a valid pagemill plugin: {exc}") from None
+        guard_plugin(self.manager, obj, name)
         self.specs.append(spec)
         module = obj if isinstance(obj, types.ModuleType) else inspect.getmodule(type(obj) if not inspect.isclass(obj) else obj)
         if module is not None:
@@ -227,6 +238,17 @@ def _load_entry_point(spec: PluginSpec) -> Any:
     except BaseException as exc:  # noqa: BLE001
         _reraise_interrupt(exc)
         raise PluginLoadError(f"plugin {spec.name} ({spec.ref}) failed to import: {_describe(exc)}") from None
+
+
+def _why_unpicklable(obj: object) -> str:
+    """What to do about a plugin object that cannot be pickled, by what stops it."""
+    cls = obj if inspect.isclass(obj) else type(obj)
+    if "<locals>" in getattr(cls, "__qualname__", ""):
+        return ("its class is defined inside a function, where a worker process cannot find it by name; "
+                "define the class at module level")
+    return ("plugin objects travel pickled to every worker process, with every attribute they hold, and a lock, "
+            "an open file, a connection or a thread cannot be; create such things in the worker, on first use in "
+            "a hook, or pass a module or a plugin file instead")
 
 
 def _describe(exc: BaseException) -> str:

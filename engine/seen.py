@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.records import Issue
 
-PageKey = tuple[str, int]  # (document sha256, page index)
+PageKey = tuple[str, int]  # (sha256 of the document's bytes, 0-based page index): PageResult.key
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class SeenValues:
         self._amendments: list[tuple[PageKey, Issue]] = []
 
     def first_seen(self, name: str, value: Any, where: str, key: PageKey | None = None) -> str | None:
+        """Record that field ``name`` has ``value`` at ``where`` (a page named for people, with its
+        ``key`` when an amendment may have to reach it); return where it was seen first, or None when
+        ``where`` is the first place (recording one place twice counts once)."""
         places = self._places.setdefault(name, {}).setdefault(value, [])
         if not any(place.where == where for place in places):
             places.append(Place(key, where))

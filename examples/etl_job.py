@@ -3,9 +3,12 @@
     python examples/etl_job.py [ARCHIVE] [--work DIR] [--pages N]
 
 Without ARCHIVE it generates a small sample archive first. Each finished page streams out of
-``Engine.process`` and is loaded at once with an upsert keyed on (document hash, page). Rerun the
-job after a crash or Ctrl-C and it resumes: pages done before are not redone, and the tickets the
-ledger committed but the table missed are loaded from the ledger first. No ticket twice, none lost.
+``Engine.process`` and is loaded at once with an upsert keyed on (document hash, page). A page
+loaded before that a later page changes (a repeated ticket number sends both to review) comes
+again through ``on_page_amended`` and is upserted over its row, so the table always says what
+the outputs say. Rerun the job after a crash or Ctrl-C and it resumes: pages done before are not
+redone, and the tickets the ledger committed but the table missed are loaded from the ledger
+first. No ticket twice, none lost.
 """
 
 from __future__ import annotations
@@ -69,8 +72,13 @@ def main() -> int:
         db.commit()
         recovered = count(db) - before
     loaded = 0
+
+    def amended(result: PageResult) -> None:  # called in this thread, within the loop below
+        load(db, result)
+        db.commit()
+
     try:
-        with Engine(EngineConfig(out_dir=str(out), workers="auto")) as engine:
+        with Engine(EngineConfig(out_dir=str(out), workers="auto"), on_page_amended=amended) as engine:
             for result in engine.process(archive):
                 if load(db, result):
                     loaded += 1

@@ -105,3 +105,57 @@ def test_snapshot_leaves_out_the_one_shot_flags() -> None:
     snapshot = EngineConfig(fresh=True, retry_failed=True, dpi=200).snapshot()
     assert "fresh" not in snapshot and "retry_failed" not in snapshot and snapshot["dpi"] == 200
     assert EngineConfig.from_mapping(snapshot).fresh is False
+
+
+def _warnings_of(action) -> list[str]:
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(message.record["message"]), level="WARNING")
+    try:
+        action()
+    finally:
+        logger.remove(sink)
+    return lines
+
+
+def test_a_key_of_the_file_that_is_no_setting_nor_plugin_option_is_warned_about_once(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pagemill.toml").write_text('wrokers = 1\npage_timout = 5\nmax_gross = 90000\ncolour = "red"\n'
+                                            '[options]\nmax_gros = 1\n')
+    loaded: list[EngineConfig] = []
+    lines = _warnings_of(lambda: loaded.append(EngineConfig.load(environ={}, plugin_options=_max_gross())))
+    assert lines == ["pagemill.toml: unknown key 'wrokers' (did you mean 'workers'?)",
+                     "pagemill.toml: unknown key 'page_timout' (did you mean 'page_timeout'?)",
+                     "pagemill.toml: unknown key 'colour'",
+                     "pagemill.toml: unknown key 'options.max_gros' (did you mean 'max_gross'?)"]
+    assert loaded[0].options["max_gross"] == 90000.0 and loaded[0].workers == "auto"
+    # without the plugins' options nothing can be told apart: no warning then
+    assert _warnings_of(lambda: EngineConfig.load(environ={})) == []
+
+
+@pytest.mark.parametrize("text", ['max_gross = "heavy"', "max_gross = [1, 2]", "[options]\nmax_gross = true"])
+def test_a_plugin_option_of_the_wrong_type_in_the_file_names_key_and_file(tmp_path, monkeypatch, text) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pagemill.toml").write_text(text + "\n")
+    with pytest.raises(ConfigError, match=r"^pagemill.toml: (options\.)?max_gross: cannot use"):
+        EngineConfig.load(environ={}, plugin_options=_max_gross())
+
+
+def test_a_plugin_option_in_the_file_is_read_with_its_type(tmp_path, monkeypatch) -> None:
+    from engine.config import OptionSpec, parse_bool
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pagemill.toml").write_text("max_gross = 85000\nstrict = true\n")
+    specs = {**_max_gross(), "strict": OptionSpec(default=False, convert=parse_bool)}
+    config = EngineConfig.load(environ={}, plugin_options=specs)
+    assert config.options == {"max_gross": 85000.0, "strict": True}
+    assert isinstance(config.options["max_gross"], float)
+
+
+def test_an_explicit_config_gets_the_plugin_options_defaults_it_leaves_unset() -> None:
+    from engine.config import OptionSpec
+
+    specs = {**_max_gross(), "level": OptionSpec(default=5, convert=int), "color": OptionSpec(default=None)}
+    config = EngineConfig(options={"level": 7, "max_gross": None}).with_option_defaults(specs)
+    assert config.options == {"level": 7, "max_gross": 80000.0}

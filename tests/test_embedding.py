@@ -6,12 +6,39 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import noop_config
 
-from engine import Engine, PageResult, hookimpl
+from engine import Engine, Field, Issue, PageResult, hookimpl
 from plugins.noop import write_noop_document
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+class SlowSameTicket:
+    """Every page carries ticket 555 and takes a while, so the first is handed on before the second
+    finds the duplicate and amends it."""
+
+    name = "slow_same_ticket"
+
+    @hookimpl
+    def pagemill_extract(self, page, ocr, config):
+        import time
+
+        time.sleep(0.5)
+        return [Field("ticket_number", "555", 0.99, raw="555")]
+
+    @hookimpl
+    def pagemill_cross_check(self, result, seen, config):
+        seen.first_seen("ticket_number", "555", result.where(), result.key)
+        places = seen.places("ticket_number", "555")
+        if len(places) < 2:
+            return []
+        for place in places:
+            if place.key != result.key:
+                seen.amend(place.key, Issue("duplicate_ticket", f"555 also on {result.where()}", field="ticket_number"))
+        return [Issue("duplicate_ticket", f"555 also on {places[0].where}", field="ticket_number")]
 
 
 class Collector:
@@ -152,3 +179,99 @@ def test_an_engine_built_from_the_environment_reads_its_plugins_options_there_to
     engine = Engine(out_dir=str(tmp_path / "out"))
     assert engine.config.options["max_gross"] == 1234.5  # read with the option's own type
     engine.close()
+
+
+def _outputs(out: Path) -> dict[tuple[str, int], tuple[str, list[str]]]:
+    import json
+
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    return {(r["sha256"], r["page"]): (r["status"], sorted(i["code"] for i in r["issues"])) for r in records}
+
+
+def test_a_page_amended_after_it_was_handed_on_reaches_on_page_amended(noop_archive, tmp_path) -> None:
+    archive = noop_archive([1, 1])
+    out = tmp_path / "out"
+    seen: dict[tuple[str, int], tuple[str, list[str]]] = {}
+    amended: list[PageResult] = []
+
+    def keep(result: PageResult) -> None:
+        seen[(result.sha256, result.page)] = (result.status, sorted(i.code for i in result.issues))
+
+    def on_amended(result: PageResult) -> None:
+        amended.append(result)
+        keep(result)
+
+    with Engine(noop_config(out, workers="1"), plugins=[SlowSameTicket()], on_page_amended=on_amended) as engine:
+        for result in engine.process(archive):
+            keep(result)
+    assert len(amended) == 1 and amended[0].status == "review"
+    assert seen == _outputs(out)
+
+
+@pytest.mark.slow
+def test_the_example_etl_job_upserts_amended_tickets_so_its_table_matches_the_outputs(tmp_path, tesseract_available) -> None:
+    import sqlite3
+
+    work = tmp_path / "work"
+    sample = subprocess.run([sys.executable, "-m", "engine.cli", "sample", str(tmp_path / "sample"), "--pages", "16",
+                             "--no-broken"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert sample.returncode == 0, sample.stderr
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "etl_job.py"), str(tmp_path / "sample" / "scans"),
+                           "--work", str(work)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    outputs = {key: status for key, (status, _) in _outputs(work / "pagemill-out").items()}
+    with sqlite3.connect(work / "tickets.db") as db:
+        table = {(sha, page): status for sha, page, status in db.execute("SELECT sha256, page, status FROM tickets")}
+    assert len(table) == 16 and table == outputs
+    truth = [line for line in (tmp_path / "sample" / "truth.jsonl").read_text().splitlines() if "duplicate_of" in line]
+    assert truth  # the sample repeats a ticket number: its first page is amended after it was handed on
+
+
+def test_an_explicit_config_gets_the_defaults_of_the_plugins_options(tmp_path) -> None:
+    from engine.config import EngineConfig
+
+    plugin = tmp_path / "leveled.py"
+    plugin.write_text("from engine import hookimpl\n\n@hookimpl\ndef pagemill_add_options(parser):\n"
+                      "    parser.add_argument('--qa-level', type=int, default=5)\n")
+    engine = Engine(EngineConfig(out_dir=str(tmp_path / "out"), load_entry_points=False), plugins=[str(plugin)])
+    assert engine.config.options["qa_level"] == 5
+    given = Engine(EngineConfig(load_entry_points=False, options={"qa_level": 1}), plugins=[str(plugin)])
+    assert given.config.options["qa_level"] == 1
+    engine.close()
+    given.close()
+
+
+def test_plugin_authors_get_the_types_they_are_handed() -> None:
+    import engine
+    from engine.seen import Place, SeenValues
+
+    assert engine.SeenValues is SeenValues and engine.Place is Place
+    assert (ROOT / "engine" / "py.typed").is_file() and (ROOT / "plugins" / "py.typed").is_file()
+
+
+HOST_SCRIPT = """
+import multiprocessing, multiprocessing.forkserver, sys
+from pathlib import Path
+from engine import Engine, EngineConfig
+
+if __name__ == "__main__":
+    multiprocessing.set_forkserver_preload(["json"])
+    with Engine(EngineConfig(out_dir=sys.argv[2], workers="1", plugins=("plugins.noop",), load_entry_points=False)) as e:
+        e.run([sys.argv[1]])
+    print("method", multiprocessing.get_start_method(allow_none=True))
+    print("preload", multiprocessing.forkserver._forkserver._preload_modules)
+    multiprocessing.set_start_method("spawn")
+    print("set ok")
+"""
+
+
+def test_a_run_leaves_the_hosts_multiprocessing_settings_as_they_were(noop_archive, tmp_path) -> None:
+    archive = noop_archive([2])
+    script = tmp_path / "host.py"
+    script.write_text(HOST_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(archive), str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "method None" and lines[-1] == "set ok"
+    assert lines[1].startswith("preload ['json', ") and "engine" in lines[1]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine import hookimpl
+from engine.config import EngineConfig
 from engine.errors import PluginLoadError
 from engine.records import Field
 from engine.registry import PluginRegistry, module_name_for
@@ -234,3 +235,102 @@ def test_a_plugin_file_is_read_from_its_source_every_time_and_leaves_no_bytecode
         modules.append(_import_path(str(plugin)))
     assert [module.VERSION for module in modules] == ["1", "2"]
     assert not (tmp_path / "__pycache__").exists()
+
+
+class Named:
+    """A plugin class whose instances are told apart by their ``name``."""
+
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None:
+            self.name = name
+
+    @hookimpl
+    def pagemill_extract(self, page, ocr, config):
+        return []
+
+
+class HoldsALock:
+    name = "holds_a_lock"
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+
+    @hookimpl
+    def pagemill_extract(self, page, ocr, config):
+        return []
+
+
+def test_two_instances_of_one_class_are_told_to_get_a_name_of_their_own() -> None:
+    with pytest.raises(PluginLoadError, match="give one of them a `name` attribute of its own"):
+        PluginRegistry.for_run(objects=[Named(), Named()], load_entry_points=False)
+    registry = PluginRegistry.for_run(objects=[Named("first"), Named("second")], load_entry_points=False)
+    assert [row.name for row in registry.listing()] == ["first", "second"]
+
+
+def test_an_object_that_cannot_be_pickled_is_told_why() -> None:
+    with pytest.raises(PluginLoadError) as raised:
+        PluginRegistry.for_run(objects=[HoldsALock()], load_entry_points=False)
+    message = str(raised.value)
+    assert "holds_a_lock cannot be pickled" in message and "lock" in message
+    assert "define" not in message  # its class is at module level already
+
+    class Local:
+        @hookimpl
+        def pagemill_extract(self, page, ocr, config):
+            return []
+
+    with pytest.raises(PluginLoadError, match="defined inside a function.*define the class at module level"):
+        PluginRegistry.for_run(objects=[Local()], load_entry_points=False)
+
+
+def test_strings_among_the_plugin_objects_are_plugin_refs(tmp_path: Path) -> None:
+    plugin = tmp_path / "extra_fields.py"
+    plugin.write_text(EXTRA_PLUGIN)
+    registry = PluginRegistry.for_run(objects=["plugins.noop", plugin], load_entry_points=False)
+    rows = {row.name: row for row in registry.listing()}
+    assert rows["plugins.noop"].origin == "module plugins.noop" and "pagemill_ingest" in rows["plugins.noop"].hooks
+    assert rows["extra_fields"].origin.startswith("file ") and "pagemill_extract" in rows["extra_fields"].hooks
+    assert "str" not in rows
+
+
+def test_an_engine_loads_plugin_refs_like_the_command_and_stores_them_for_resume(tmp_path: Path) -> None:
+    from engine import Engine
+
+    plugin = tmp_path / "extra_fields.py"
+    plugin.write_text(EXTRA_PLUGIN)
+    engine = Engine(EngineConfig(load_entry_points=False), plugins=["plugins.noop", str(plugin), ObjectPlugin()])
+    assert engine.config.plugins == ("plugins.noop", str(plugin))
+    assert {row.name for row in engine.registry.listing()} == {"plugins.noop", "extra_fields", "object_plugin"}
+    engine.close()
+
+
+GROUPED_PLUGIN = '''
+from engine import hookimpl
+
+@hookimpl
+def pagemill_add_options(parser):
+    group = parser.add_argument_group("grouped")
+    group.add_argument("--grp-level", type=int, default=11, help="grouped option (11)")
+'''
+
+
+def test_an_option_in_a_group_of_the_plugins_own_is_read_like_any_other(tmp_path: Path, monkeypatch) -> None:
+    from engine.cli import run_config
+    from engine.cli_options import build_parser
+    from engine.plugin_options import plugin_option_specs_of
+
+    monkeypatch.chdir(tmp_path)
+    plugin = tmp_path / "grouped.py"
+    plugin.write_text(GROUPED_PLUGIN)
+    argv = ["run", "in", "--out", "o", "--plugin", str(plugin)]
+    parser, _ = build_parser(argv)
+    assert run_config(parser.parse_args(argv)).options["grp_level"] == 11  # its default
+    assert run_config(parser.parse_args([*argv, "--grp-level", "3"])).options["grp_level"] == 3
+    monkeypatch.setenv("PAGEMILL_GRP_LEVEL", "4")
+    assert run_config(parser.parse_args(argv)).options["grp_level"] == 4
+    help_text = parser._subparsers._group_actions[0].choices["run"].format_help()
+    assert "grouped:\n  --grp-level" in help_text
+    registry = PluginRegistry.for_run([str(plugin)], load_entry_points=False)
+    assert plugin_option_specs_of(registry)["grp_level"].default == 11

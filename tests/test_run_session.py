@@ -18,6 +18,7 @@ from conftest import FAULTS, noop_config
 from engine import hookimpl
 from engine.api import Engine
 from engine.discovery import sha256_of
+from engine.errors import PluginError
 from engine.ledger import Ledger, open_existing
 from engine.outlock import OutputFolderBusy, OutputLock
 from engine.records import PageResult
@@ -101,7 +102,7 @@ def test_a_sink_hook_that_raises_is_a_crash_that_keeps_what_was_handed_on(noop_a
     archive = noop_archive([10, 10])
     out = tmp_path / "out"
     sink = Collector(fail_at=3)
-    with pytest.raises(RuntimeError, match="database is gone"):
+    with pytest.raises(PluginError, match="plugin collector: pagemill_page_done raised RuntimeError: .*database is gone"):
         Engine(noop_config(out), plugins=[sink]).run(archive)
     assert run_statuses(out) == ["crashed"]
     with open_existing(out, read_only=True) as ledger:
