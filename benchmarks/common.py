@@ -2,44 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import tempfile
 import time
 from contextlib import contextmanager
-from datetime import date
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
+from engine.bench import machine
+from engine.bench import markdown_table as table
 from plugins.noop import write_noop_document
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+__all__ = ["Stopwatch", "header", "noop_archive", "quiet_logs", "table", "verdict"]
 
 
 def header(title: str) -> str:
-    return f"## {title}\n{date.today().isoformat()} · {cpu_model()} · {os.cpu_count()} CPUs · Python {platform.python_version()}"
-
-
-def table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[str(c) for c in columns]] + [[_fmt(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    lines = ["| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + " |" for row in cells]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
-
-
-def _fmt(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
-    return str(value)
+    facts = machine()
+    return f"## {title}\n{facts['date']} · {facts['cpu']} · {facts['cpus']} CPUs · Python {facts['python']}"
 
 
 def verdict(ok: bool) -> str:

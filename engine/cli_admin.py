@@ -39,10 +39,17 @@ def add_commands(commands: Any) -> None:
     export.add_argument("-o", "--output", metavar="FILE", help="for xlsx (default DIR/results.xlsx)")
     export.set_defaults(handler=command_export)
 
-    bench = commands.add_parser("bench", help="measure pages/s, speed-up and efficiency at several worker counts")
+    bench = commands.add_parser(
+        "bench", help="measure pages/s, speed-up and efficiency at several worker counts",
+        description="Columns: wall s, the median of --repeat runs (workers started before the clock); pages/s; "
+                    "speed-up, pages/s over that of 1 worker (always measured); efficiency, speed-up / workers; "
+                    "CPU util, CPU seconds of the parent, its workers and their children (tesseract) / (wall x "
+                    "workers); parent MB and worker + tesseract MB, peak RSS of the parent and of the largest "
+                    "worker with its children. A run under 1 s is too short to compare: no speed-up is shown.")
     bench.add_argument("inputs", nargs="*", metavar="INPUT", help="an archive to measure (default: a generated one)")
-    bench.add_argument("--workers", default=None, help="comma-separated worker counts (default: 1 to the CPU count)")
-    bench.add_argument("--repeat", type=int, default=1, help="runs per worker count; the median is shown (1)")
+    bench.add_argument("--workers", default=None,
+                       help="comma-separated worker counts (default: 1 to the CPU count); 1 is added when missing")
+    bench.add_argument("--repeat", type=int, default=1, help="runs per worker count; the median wall is shown (1)")
     bench.add_argument("--pages", type=int, default=None, help="pages of the generated archive (40; noop: 400)")
     bench.add_argument("--stages", choices=["full", "noop"], default="full",
                        help="full: the real stages; noop: a constant-cost stand-in, to measure the scheduler alone")
@@ -132,7 +139,6 @@ def command_sample(args: argparse.Namespace, registry: Any) -> int:
 
 def command_bench(args: argparse.Namespace, registry: Any) -> int:
     import os
-    import platform
     import tempfile
 
     from engine.bench import format_table, run_bench, save_json, save_plot
@@ -160,16 +166,14 @@ def command_bench(args: argparse.Namespace, registry: Any) -> int:
                     write_noop_document(Path(scratch) / f"doc{number:05d}.noop", min(10, pages - number))
                 inputs = [scratch]
         elif not inputs:
-            from engine.sample import generate_sample
+            from engine.bench import generate_archive
 
-            archive = generate_sample(Path(scratch) / "archive", pages=args.pages or 40, seed=1, broken=False)
-            inputs = [str(archive.documents[0].parent)]
+            inputs = [generate_archive(Path(scratch) / "archive", args.pages or 40)]
         config = EngineConfig.load(plugins=plugins, options=options)
         rows = run_bench(config, inputs, counts, repeat=max(1, args.repeat))
     table = format_table(rows)
     _console().print(table, markup=False, highlight=False)
-    meta = {"stages": args.stages, "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "repeat": args.repeat}
+    meta = {"stages": args.stages, "repeat": args.repeat}  # save_json adds the machine: CPU model, count
     if args.json_out:
         save_json(rows, Path(args.json_out), meta)
     if args.plot:

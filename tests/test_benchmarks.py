@@ -7,6 +7,7 @@ import json
 import pytest
 
 from benchmarks import end_to_end, memory, overhead
+from engine.bench import cpu_model
 from engine.cli import main as pagemill
 
 
@@ -21,6 +22,27 @@ def test_pagemill_bench_noop_prints_a_row_per_worker_count(tmp_path, capsys) -> 
     assert [row["workers"] for row in rows] == [1, 2]
     assert all(row["pages"] == 30 and row["pages_per_second"] > 0 for row in rows)
     assert rows[0]["speedup"] == 1.0
+    assert json.loads(out.read_text())["meta"]["cpu"] == cpu_model()  # the model, as the benchmarks' tables say
+
+
+def test_pagemill_bench_measures_1_worker_when_not_asked_and_says_so(tmp_path, capsys) -> None:
+    out = tmp_path / "bench.json"
+    assert pagemill(["bench", "--stages", "noop", "--pages", "20", "--workers", "2", "--noop-ms", "0",
+                     "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["workers"] for row in rows] == [1, 2]
+    assert "baseline, added" in rows[0]["note"] and "baseline" not in rows[1]["note"]
+    printed = capsys.readouterr().out
+    assert "1-worker baseline, added" in printed
+    assert "too short to compare" in printed  # 20 pages of 0 ms: no speed-up claimed
+
+
+def test_pagemill_bench_help_defines_its_columns(capsys) -> None:
+    with pytest.raises(SystemExit):
+        pagemill(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "CPU util, CPU seconds of the parent, its workers and their children (tesseract) / (wall x workers)" in text
+    assert "speed-up, pages/s over that of 1 worker" in text and "median of --repeat runs" in text
 
 
 def test_pagemill_bench_draws_a_plot(tmp_path) -> None:
@@ -50,5 +72,7 @@ def test_end_to_end_benchmark_prints_its_table(capsys, tesseract_available) -> N
 def test_memory_benchmark_prints_its_table(capsys, tesseract_available) -> None:
     figures = memory.main(["--pages", "400", "--early", "100", "--ocr-pages", "1"])
     printed = capsys.readouterr().out
-    assert "parent RSS after 400 pages" in printed and "worker RSS" in printed
-    assert figures["parent_last_mb"] > 0 and figures["worker_mb"] > 0
+    assert "parent RSS after 400 pages" in printed and "worker + tesseract RSS during OCR" in printed
+    assert figures["parent_last_mb"] > 0
+    # sampled while tesseract ran: the worker's figure holds its tesseract child too
+    assert figures["worker_children_mb"] > 0 and figures["worker_mb"] > figures["worker_own_mb"]
