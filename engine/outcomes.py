@@ -45,6 +45,7 @@ class Outcomes:
             self._deaths_before_ready = 0
             if isinstance(value, tuple):
                 self.gates.learn(value[1])
+                self.pool.call_table = self.pool.call_table or value[1]  # for the pool's next runs
             return
         if kind == "log":
             level, text = value

@@ -68,6 +68,7 @@ class WorkerPool:
         self.target = 0
         self.peak_workers = 0
         self.workers_started = 0
+        self.call_table: list[Any] | None = None  # the plugin calls of every worker, from the first ready message
         self.held_by_rank = [0] * N_CLASSES  # tasks in flight (not being taken back), by class
         self._run = run_identity()
         self._rss_warned = False

@@ -72,6 +72,8 @@ class Scheduler(Outcomes):
         self.policy = RetryPolicy.from_config(config)
         self.breakers = BreakerBoard(config.breaker_threshold, config.breaker_reset_seconds, clock=clock)
         self.gates = BreakerGates(self.breakers)
+        if getattr(pool, "call_table", None):  # workers left ready by an earlier run of the same pool
+            self.gates.learn(pool.call_table)
         self.costs = CostBook()
         self.dispatcher = Dispatcher(self.queue, pool, self.gates, self.costs)
         self.probe = probe or ResourceProbe()

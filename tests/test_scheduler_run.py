@@ -178,3 +178,13 @@ def test_a_memory_limit_below_a_fresh_worker_recycles_each_worker_after_a_task(n
     assert len(results) == 4
     lives_with_work = len({pid for pid, _, _ in read_trace(trace)})
     assert started - lives_with_work <= 1  # only the last replacement may be left without a task
+
+
+def test_a_second_run_of_an_engine_knows_the_plugin_calls_of_workers_left_from_the_first(noop_archive, tmp_path) -> None:
+    archive = noop_archive([3])
+    with Engine(noop_config(tmp_path / "out", workers="1")) as engine:
+        engine.run(str(archive))
+        precise = []
+        for _ in engine.process(str(noop_archive([2], folder="more"))):
+            precise.append(engine.session.scheduler.gates.precise)
+    assert precise and all(precise)  # its breakers gate single calls, as in the first run

@@ -119,6 +119,7 @@ class DaskPool:
         self.workers: dict[int, DaskSlot] = {}
         self.target = 0
         self.peak_workers = 0
+        self.call_table: list[Any] | None = None  # Dask workers send no ready message: calls cannot be gated
         self._killed: list[DaskSlot] = []
         self._lost = ""  # why the cluster is out of reach, once it is
 
