@@ -36,7 +36,11 @@ def add_commands(commands: Any) -> None:
     export = commands.add_parser("export", help="write the results from an output folder's ledger, also during a run")
     export.add_argument("dir", metavar="DIR")
     export.add_argument("--format", choices=["jsonl", "csv", "xlsx"], default="xlsx")
-    export.add_argument("-o", "--output", metavar="FILE", help="for xlsx (default DIR/results.xlsx)")
+    export.add_argument(
+        "-o", "--output", metavar="FILE",
+        help="where to write: xlsx, the workbook (default DIR/results.xlsx); jsonl, the file (default "
+             "DIR/results.jsonl); csv, the results table (default DIR/results.csv), with review.csv beside it. "
+             "A folder takes the file under its usual name")
     export.set_defaults(handler=command_export)
 
     bench = commands.add_parser(
@@ -83,7 +87,7 @@ def command_status(args: argparse.Namespace, registry: Any) -> int:
     from engine.ledger import open_existing
 
     with open_existing(Path(args.dir), read_only=True) as ledger:
-        runs = ledger.runs()
+        runs = runs_now(ledger.runs(), Path(args.dir))
         counts = ledger.counts()
     if args.json:
         _console().print_json(json.dumps({"runs": runs, "pages": counts}, default=str))
@@ -99,9 +103,29 @@ def command_runs(args: argparse.Namespace, registry: Any) -> int:
     from engine.ledger import open_existing
 
     with open_existing(Path(args.dir), read_only=True) as ledger:
-        runs = ledger.runs()
+        runs = runs_now(ledger.runs(), Path(args.dir))
     _print_runs(runs)
     return 0
+
+
+def runs_now(runs: list[dict[str, Any]], out_dir: Path) -> list[dict[str, Any]]:
+    """``runs`` as they stand now: a run still marked running while no process holds the folder's
+    lock was killed (the next run marks it interrupted in the ledger; a reader only says so). It
+    gets status ``interrupted`` and ``process_gone``. While a run holds the lock, only the latest
+    run marked running can be it."""
+    from engine.outlock import held_by_a_run
+
+    running = [run for run in runs if run.get("status") == "running"]
+    if not running:
+        return runs
+    held = held_by_a_run(out_dir)
+    if held is None:  # cannot be told: as recorded
+        return runs
+    live = running[-1]["id"] if held else None
+    for run in running:
+        if run["id"] != live:
+            run["status"], run["process_gone"] = "interrupted", True
+    return runs
 
 
 def _print_runs(runs: list[dict[str, Any]]) -> None:
@@ -110,8 +134,9 @@ def _print_runs(runs: list[dict[str, Any]]) -> None:
     rows = []
     for run in runs:
         pages = run.get("pages") or {}
+        status = str(run.get("status") or "") + (" (process gone)" if run.get("process_gone") else "")
         rows.append([str(run.get("id")), str(run.get("started") or ""), str(run.get("finished") or ""),
-                     str(run.get("status") or ""), str(pages.get("pages", 0)), str(pages.get("ok", 0)),
+                     status, str(pages.get("pages", 0)), str(pages.get("ok", 0)),
                      str(pages.get("review", 0)), str(pages.get("failed", 0))])
     _print_table("runs", ["id", "started", "finished", "status", "pages", "ok", "review", "failed"], rows)
 
@@ -185,19 +210,39 @@ def command_export(args: argparse.Namespace, registry: Any) -> int:
     from loguru import logger
 
     from engine.ledger import open_existing
-    from engine.sinks import write_outputs, write_xlsx
+    from engine.sinks import write_outputs
+    from engine.xlsx_export import write_xlsx
 
     out = Path(args.dir)
+    targets = export_targets(out, args.format, args.output)
     with open_existing(out, read_only=True) as ledger:  # also while a run is writing it
         runs = ledger.runs()
         report = (runs[-1].get("summary") or {}) if runs else {}
         # the columns the latest run writes its outputs with (it may still be running)
         field_order = (ledger.last_config() or {}).get("field_order") or report.get("field_order") or None
         if args.format == "xlsx":
-            target = Path(args.output) if args.output else out / "results.xlsx"
-            written = [write_xlsx(ledger, target, report, field_order)]
+            written = [write_xlsx(ledger, targets["results.xlsx"], report, field_order)]
         else:
-            paths = write_outputs(ledger, out, report, field_order)
-            written = [paths["results.jsonl"]] if args.format == "jsonl" else [paths["results.csv"], paths["review.csv"]]
+            written = list(write_outputs(ledger, out, report, field_order, targets=targets).values())
     logger.info("wrote {}", ", ".join(str(p) for p in written))
     return 0
+
+
+def export_targets(out: Path, kind: str, output: str | None) -> dict[str, Path]:
+    """The files an export writes, by their usual name: ``output`` names the main one (a folder
+    takes it under its usual name); review.csv goes beside results.csv."""
+    from engine.errors import ConfigError
+
+    main = {"xlsx": "results.xlsx", "jsonl": "results.jsonl", "csv": "results.csv"}[kind]
+    target = out / main
+    if output:
+        target = Path(output)
+        if target.is_dir():
+            target = target / main
+    targets = {main: target}
+    if kind == "csv":
+        targets["review.csv"] = target.with_name("review.csv")
+        if target.name == "review.csv":
+            raise ConfigError(f"-o {output}: review.csv is written beside the results table; "
+                              f"name the results table otherwise")
+    return targets

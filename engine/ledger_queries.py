@@ -73,10 +73,13 @@ class LedgerReader:
         """The generation the outputs show (that of the latest run)."""
         return int(self.db.execute(f"SELECT {GENERATION}").fetchone()[0])
 
-    def counts(self, run_id: int | None = None) -> dict[str, int]:
+    def counts(self, run_id: int | None = None, in_outputs: bool = False) -> dict[str, int]:
         """Pages by status (ok, review, failed) and in all (pages): those in the outputs, or those a
-        run committed (``run_id``) whether or not later history superseded them."""
-        if run_id is not None:
+        run committed (``run_id``) whether or not later history superseded them; with
+        ``in_outputs`` too, those of the run that the outputs still hold."""
+        if run_id is not None and in_outputs:
+            rows = self.db.execute(f"SELECT p.status, count(*) {CURRENT} AND p.run_id=? GROUP BY p.status", (run_id,))
+        elif run_id is not None:
             rows = self.db.execute("SELECT status, count(*) FROM pages WHERE run_id=? GROUP BY status", (run_id,))
         else:
             rows = self.db.execute(f"SELECT p.status, count(*) {CURRENT} GROUP BY p.status")
@@ -86,6 +89,10 @@ class LedgerReader:
         return counts
 
     # --------------------------------------------------------------- documents
+    def documents_in_outputs(self) -> int:
+        """How many documents (distinct contents) the pages in the outputs come from."""
+        return int(self.db.execute(f"SELECT count(DISTINCT p.sha256) {CURRENT}").fetchone()[0])
+
     def document_pages(self) -> dict[str, int]:
         """sha256 → page count, for every current document whose pages were counted."""
         rows = self.db.execute("SELECT sha256, pages FROM documents WHERE pages IS NOT NULL AND superseded_by IS NULL")

@@ -3,7 +3,8 @@
 Held from the moment the run's ledger is opened until it is closed. The operating system drops
 the lock when the process ends in any way (kill -9 included), so a stale lock never blocks the
 next run. The holder writes its pid into the file, for the refusal message. Reading commands
-(status, runs, export) do not take it.
+(status, runs, export) do not take it; ``held_by_a_run`` tells them whether a run holds it now
+(a run still marked running in a folder nobody holds was killed).
 
 A second run into a folder in use is refused before any work as a critical stop (exit 3, the
 code for "the run cannot go on"), naming the folder and the pid holding it.
@@ -13,12 +14,15 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 from typing import BinaryIO
 
 from engine.errors import CriticalError
 
 LOCK_NAME = ".pagemill.lock"
+ACQUIRE_TRIES = 5  # a reader's look (held_by_a_run) holds the lock shared for a moment: try again
+ACQUIRE_PAUSE = 0.02
 
 
 class OutputFolderBusy(CriticalError):
@@ -39,14 +43,19 @@ class OutputLock:
             handle = open(self.path, "a+b")
         except OSError as exc:
             raise CriticalError(f"output folder {self.out_dir} is not writable: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = _read_pid(handle)
-            handle.close()
-            who = f"pid {holder}" if holder else "another process"
-            raise OutputFolderBusy(f"output folder {self.out_dir} is in use by another pagemill run ({who}); "
-                                   f"wait for it to end, or use another --out") from None
+        for attempt in range(ACQUIRE_TRIES):
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if attempt + 1 < ACQUIRE_TRIES:
+                    time.sleep(ACQUIRE_PAUSE)
+                    continue
+                holder = _read_pid(handle)
+                handle.close()
+                who = f"pid {holder}" if holder else "another process"
+                raise OutputFolderBusy(f"output folder {self.out_dir} is in use by another pagemill run ({who}); "
+                                       f"wait for it to end, or use another --out") from None
         handle.truncate(0)
         handle.write(f"{os.getpid()}\n".encode())
         handle.flush()
@@ -64,6 +73,27 @@ class OutputLock:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
             finally:
                 handle.close()
+
+
+def held_by_a_run(out_dir: str | Path) -> bool | None:
+    """Whether a run holds the folder's lock now; None when it cannot be told (the lock file cannot
+    be read). Looks without writing: a shared lock, taken and dropped at once, fails only while a
+    run holds the exclusive one."""
+    try:
+        handle = open(Path(out_dir) / LOCK_NAME, "rb")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return None
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return False
 
 
 def _read_pid(handle: BinaryIO) -> str:

@@ -1,6 +1,10 @@
 """The progress display (parent only): a rich live view on a terminal, else a log line every few
 seconds, and the end-of-run table. It reads :class:`engine.progress.ProgressSnapshot` sums; rich
 is imported only when a display is made, so workers never load it.
+
+Documents are found and ingested lazily, so the pages known grow during a run. Until every
+document is ingested (``set_total(..., final=False)``) the display shows the pages known as a
+lower bound, with no percentage and no ETA: "65 of at least 81 pages, still finding documents".
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ class ProgressDisplay:
         self.console = console
         self.enabled = enabled
         self.total = total_pages or 0
+        self.final = True  # whether ``total`` is every page of the run, not only those found so far
         self.log_every = log_every
         self.live_view = enabled and console.is_terminal
         self.last_line = ""  # the latest progress line, as logged
@@ -94,8 +99,11 @@ class ProgressDisplay:
             self._live.stop()
             self._live = None
 
-    def set_total(self, total_pages: int) -> None:
+    def set_total(self, total_pages: int, final: bool = True) -> None:
+        """The pages of the run; ``final=False`` while documents are still being found or ingested
+        (``total_pages`` is then a lower bound)."""
         self.total = total_pages
+        self.final = final
 
     def update(self, snapshot: ProgressSnapshot, done_pages: int, workers_busy: int,
                workers_target: int, memory_mb: float) -> None:
@@ -144,6 +152,10 @@ class ProgressDisplay:
         return rates
 
     def _pages_text(self, done: int, rate: float | None) -> str:
+        if not self.final:  # a percentage or an ETA of the pages found so far would mislead
+            known = f"of at least {self.total} pages" if self.total else "pages"
+            speed = f"{rate:.1f} pages/s" if rate is not None else "– pages/s"
+            return f"{done} {known}, still finding documents, {speed}"
         text = f"{done}/{self.total or '?'} pages"
         if self.total:
             text += f" ({100 * min(done, self.total) / self.total:.0f} %)"
@@ -167,7 +179,8 @@ class ProgressDisplay:
         from rich.text import Text
 
         head = Table.grid(padding=(0, 1))
-        head.add_row(ProgressBar(total=self.total or None, completed=min(done, self.total or done), width=30),
+        total = self.total if self.final else None  # a bar of the pages found so far would mislead: it pulses
+        head.add_row(ProgressBar(total=total or None, completed=min(done, total or done), width=30),
                      Text(self._pages_text(done, rate)))
         workers = Text(f"workers {busy}/{target} busy, workers' memory {memory_mb:.0f} MB", style="dim")
         if not stages:
@@ -199,6 +212,7 @@ class ProgressDisplay:
              ("wall time", format_duration(wall) if wall >= 60 else f"{wall:.1f} s"),
              ("pages/s", f"{summary.pages_per_second:.2f}"), ("peak workers", summary.peak_workers)]
             + ([("circuit breaker events", summary.breaker_events)] if summary.breaker_events else []),
+            outputs_rows(summary) if outputs_differ(summary) else [],
             [(f"stage {stage}", f"{seconds:.1f} s ({100 * seconds / all_stages:.0f} %)")
              for stage in STAGES if (seconds := stage_seconds.get(stage, 0.0))],
             [(f"errors: {name}", count) for name, count in summary.errors_by_class.items()]
@@ -217,4 +231,21 @@ class ProgressDisplay:
             self.console.print(self.render_summary(summary))
 
 
-__all__ = ["ProgressDisplay", "format_duration"]
+def outputs_differ(summary: RunSummary) -> bool:
+    """Whether the output folder holds other pages than those this run did."""
+    return ((summary.outputs_ok, summary.outputs_review, summary.outputs_failed)
+            != (summary.pages_ok, summary.pages_review, summary.pages_failed))
+
+
+def outputs_rows(summary: RunSummary) -> list[tuple[str, object]]:
+    """The output folder's pages by status, saying which failures earlier runs left, since they
+    make the run partial: '  failed  1 (from an earlier run)'."""
+    failed, earlier = summary.outputs_failed, max(0, summary.outputs_failed - summary.pages_failed)
+    failed_text = str(failed)
+    if earlier:
+        failed_text += " (from an earlier run)" if earlier == failed else f" ({earlier} from an earlier run)"
+    return [("in the outputs", summary.outputs_ok + summary.outputs_review + failed),
+            ("  ok", summary.outputs_ok), ("  to review", summary.outputs_review), ("  failed", failed_text)]
+
+
+__all__ = ["ProgressDisplay", "format_duration", "outputs_differ", "outputs_rows"]

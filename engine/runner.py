@@ -33,6 +33,8 @@ from engine.scheduler import (
     PageFinished,
     Scheduler,
 )
+from engine.run_summary import jsonable as _jsonable
+from engine.run_summary import summarize
 from engine.seen import SeenValues
 from engine.sinks import write_outputs
 
@@ -67,6 +69,8 @@ class RunSession:
         self.run_id = 0
         self.summary: RunSummary | None = None
         self.done_before: set[tuple[str, int]] = set()
+        self._skips_counted: dict[str, str] = {}  # sha256 -> the path its skipped pages were counted for
+        self._ingesting: set[str] = set()  # sha256 of documents handed to ingest, not yet opened or failed
         self._document_pages: dict[str, int] = {}
         self._document_paths: dict[str, str] = {}
         self._copies_named: set[str] = set()
@@ -104,18 +108,32 @@ class RunSession:
         )
 
     def _document_done(self, document: Document) -> bool:
-        if (document.sha256, -1) in self.done_before:
-            self._seen_done(document)
-            return True
-        pages = self._document_pages.get(document.sha256)
-        if not pages:
-            return False
-        if all((document.sha256, index) in self.done_before for index in range(pages)):
+        """Whether every page of ``document`` is in the outputs already (a document that could not
+        be opened is one page); its pages are then counted skipped, once per content: an identical
+        copy at another path is not counted again (the scheduler does the same with a copy that
+        is processed)."""
+        sha = document.sha256
+        if (sha, -1) in self.done_before:
+            pages = 1
+        else:
+            pages = self._document_pages.get(sha) or 0
+            if not pages or not all((sha, index) in self.done_before for index in range(pages)):
+                self._ingesting.add(sha)
+                return False
+        if self._skips_counted.setdefault(sha, document.path) == document.path:
             self.scheduler.pages_known += pages
             self.scheduler.pages_skipped += pages
-            self._seen_done(document)
+        self._seen_done(document)
+        return True
+
+    @property
+    def discovering(self) -> bool:
+        """Whether documents may still add pages to the run: inputs still being read, or documents
+        not ingested yet. Until then ``pages_known`` is a lower bound."""
+        scheduler = self.scheduler
+        if scheduler.feeding:
             return True
-        return False
+        return bool(self._ingesting) and any(count > 0 for count in scheduler.outstanding.values())
 
     def _seen_done(self, document: Document) -> None:
         """A document done before, seen again: under a new name it was renamed (the ledger and
@@ -177,10 +195,12 @@ class RunSession:
         elif isinstance(event, DocumentOpened):
             self.documents += 1
             doc = event.document
+            self._ingesting.discard(doc.sha256)
             ledger.record_document(doc.sha256, doc.path, doc.size, event.pages, "ingested")
         elif isinstance(event, DocumentFailed):
             self.documents += 1
             doc = event.document
+            self._ingesting.discard(doc.sha256)
             ledger.record_document(doc.sha256, doc.path, doc.size, None, "failed", event.error)
             ledger.add_result(
                 self.run_id,
@@ -287,12 +307,13 @@ class RunSession:
         message = _one_line(failure) if failure is not None else ""
         if status == "finished" and scheduler.critical is not None:
             status, message = "critical", scheduler.critical.one_line()
-        elif status == "finished" and scheduler.cancel_requested:
-            status = "cancelled"
+        elif status == "finished" and scheduler.cancel_requested and self._work_left():
+            status = "cancelled"  # a cancel that came once every page was done changes nothing
         totals = self.ledger.counts()  # the pages in the outputs, this run's and earlier ones
         if status == "finished" and totals["failed"]:
             status = "partial"
-        summary = self.summary = self.make_summary(status, totals, message)
+        mine = self.ledger.counts(self.run_id, in_outputs=True)["pages"] if self.run_id else 0
+        summary = self.summary = self.make_summary(status, totals, message, mine)
         if self.config.out_dir:
             out = Path(self.config.out_dir)
             try:
@@ -307,6 +328,12 @@ class RunSession:
             summary = self.summary = self._critical(summary, str(exc))
         return summary
 
+    def _work_left(self) -> bool:
+        """Whether the run stopped with work not done: inputs not read to the end, or tasks taken
+        and not finished (queued, waiting for a retry, held by a breaker, or lost in flight)."""
+        scheduler = self.scheduler
+        return bool(scheduler.feeding) or any(count > 0 for count in scheduler.outstanding.values())
+
     def _critical(self, summary: RunSummary, message: str) -> RunSummary:
         if summary.status in ("critical", "crashed"):
             return summary
@@ -318,39 +345,10 @@ class RunSession:
         except LedgerError as exc:
             logger.error("{}", exc)
 
-    def make_summary(self, status: str, totals: dict[str, int] | None = None, message: str = "") -> RunSummary:
-        wall = time.perf_counter() - self.started
-        snapshot = self.scheduler.run_counters()
-        pages = self.pages_done
-        totals = totals if totals is not None else {**self.counts, "pages": pages}
-        if not message and self.scheduler.critical is not None:
-            message = self.scheduler.critical.one_line()
-        return RunSummary(
-            run_id=self.run_id,
-            out_dir=self.config.out_dir,
-            status=status,
-            pages_total=pages + self.scheduler.pages_skipped,
-            pages_ok=self.counts["ok"],
-            pages_review=self.counts["review"],
-            pages_failed=self.counts["failed"],
-            pages_skipped=self.scheduler.pages_skipped,
-            documents=self.documents,
-            wall_seconds=round(wall, 3),
-            pages_per_second=round(pages / wall, 3) if wall > 0 else 0.0,
-            stage_seconds={k: round(v, 3) for k, v in self.stage_seconds.items() if v},
-            stage_busy_seconds={k: round(v, 3) for k, v in snapshot.stage_busy_seconds.items() if v},
-            errors_by_class=dict(self.errors_by_class),
-            errors_by_type=dict(self.errors_by_type),
-            peak_workers=self.scheduler.peak_workers,
-            breaker_events=sum(self.scheduler.breakers.counts().values()),
-            breakers=self.scheduler.breaker_counts(),
-            message=message,
-            outputs_ok=totals["ok"],
-            outputs_review=totals["review"],
-            outputs_failed=totals["failed"],
-            pages_done_before=max(0, totals["pages"] - pages),
-            field_order=tuple(self.field_order),
-        )
+    def make_summary(self, status: str, totals: dict[str, int] | None = None, message: str = "",
+                     in_outputs: int | None = None) -> RunSummary:
+        """The run's figures (see engine.run_summary)."""
+        return summarize(self, status, totals, message, in_outputs)
 
 
 def output_fields(registry: PluginRegistry, config: EngineConfig) -> list[str]:
@@ -377,12 +375,6 @@ def _same_content(path: Path, document: Document) -> bool:
 def _one_line(error: BaseException) -> str:
     text = str(error) if isinstance(error, PagemillError) else f"{type(error).__name__}: {error}"
     return text.replace("\n", " ")
-
-
-def _jsonable(summary: RunSummary) -> dict[str, Any]:
-    data = dataclasses.asdict(summary)
-    data["exit_code"] = summary.exit_code
-    return data
 
 
 __all__ = ["RunSession", "preflight", "open_ledger", "merge_fields"]

@@ -8,15 +8,36 @@
   order given, else in the order the names first appear), confidence (the mean of the page's
   field confidences), issues (their codes joined by "; ", or the error's type for a failed page);
 - ``review.csv``: the pages with status review or failed — document, page, status, reasons;
-- ``report.json``: the report passed in, plus totals counted from the ledger.
+- ``report.json``: the run's report passed in, plus the output folder's totals (below).
 
-``write_xlsx`` writes the same table as a workbook (``pagemill export --format xlsx``).
+The CSV files are UTF-8 with a byte-order mark, so that spreadsheets read accented names right
+(Python reads them with ``encoding="utf-8-sig"``). ``engine.xlsx_export`` writes the same table as a
+workbook (``pagemill export --format xlsx``).
 
-Each file is written to a temporary file in the output folder; once all four are complete and
+Each file is written to a temporary file beside it (engine.atomic_files); once all are complete and
 synced they are moved into place with ``os.replace``, so a reader sees the old files or the new
 ones, never half of one (a full disk leaves the previous outputs as they were). A CSV cell that a
 spreadsheet would run as a formula (text starting with ``=``, ``+``, ``-``, ``@``) gets a leading
 ``'``; numbers are written as they are. The JSONL file keeps every value unchanged.
+
+report.json: the figures of the run that wrote it, then those of the output folder after it.
+
+| key | meaning |
+| --- | --- |
+| ``run_id``, ``status``, ``exit_code``, ``message`` | the run; ``status`` and ``exit_code`` take the folder into account: ``partial`` (exit 1) when the outputs hold a failed page, from this run or an earlier one |
+| ``pages_total`` | pages of this run's inputs: ``pages_ok + pages_review + pages_failed + pages_skipped`` |
+| ``pages_ok``, ``pages_review``, ``pages_failed`` | pages this run processed, by status (a document that cannot be opened is one failed page) |
+| ``pages_skipped`` | pages of this run's inputs already in the outputs, not redone (failed ones too, unless ``--retry-failed``); an identical copy of a document is not counted again |
+| ``documents`` | documents this run opened or failed to open |
+| ``wall_seconds``, ``pages_per_second`` | this run's wall time; pages processed per second |
+| ``stage_seconds``, ``stage_busy_seconds`` | seconds per stage: summed over this run's pages; workers' busy time, failed attempts included |
+| ``errors_by_class``, ``errors_by_type`` | this run's failed pages by error class and type (they add up to ``pages_failed``) |
+| ``peak_workers``, ``breaker_events``, ``breakers`` | this run's most workers at once; circuit breaker state changes |
+| ``pages``, ``ok``, ``review``, ``failed`` | the pages in the outputs (results.jsonl), by status, whichever run did them |
+| ``outputs_ok``, ``outputs_review``, ``outputs_failed`` | the same figures as ``ok``, ``review``, ``failed`` |
+| ``outputs_errors_by_class``, ``outputs_errors_by_type`` | the failed pages in the outputs by error class and type (they add up to ``failed``) |
+| ``pages_done_before`` | pages in the outputs done by earlier runs: ``pages`` less this run's pages in them |
+| ``field_order`` | the fields the plugins extract: the first field columns of results.csv |
 """
 
 from __future__ import annotations
@@ -24,92 +45,27 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import secrets
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from engine.errors import ConfigError
+from engine.atomic_files import Pending as _Pending
+from engine.atomic_files import atomic_file, replaced_together
 from engine.ledger_queries import LedgerReader, OUTPUT_COLUMNS, result_of
-from engine.output_record import dumps, encode_record, mean_confidence, page_record, record_line
+from engine.output_record import dumps, encode_record, page_record, record_line
 from engine.records import PageResult
 
 OUTPUT_NAMES = ("results.jsonl", "results.csv", "review.csv", "report.json")
+CSV_ENCODING = "utf-8-sig"  # with a byte-order mark: spreadsheets take the file for UTF-8
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # the order write_outputs unpacks a row in
 assert OUTPUT_COLUMNS[:14] == ("record", "fields", "issues", "confidence", "sha256", "page_index", "document",
                                "page_count", "status", "attempts", "error_class", "error_type", "error_message",
                                "error_stage")
 
-__all__ = ["OUTPUT_NAMES", "atomic_file", "csv_cell", "page_record", "review_reasons", "write_outputs", "write_xlsx"]
-
-
-class _Pending:
-    """A file written under a temporary name next to ``path``, moved into place by ``commit``.
-
-    The temporary file is created like any other (the umask applies), so the result has the usual
-    permissions."""
-
-    def __init__(self, path: Path, mode: str = "w") -> None:
-        self.path = path
-        self.temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        options: dict[str, Any] = {"encoding": "utf-8", "newline": ""} if "b" not in mode else {}
-        try:
-            self.handle: IO[Any] = open(self.temporary, mode.replace("w", "x"), **options)
-        except OSError as exc:  # named by the file the user asked for, not the temporary one
-            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
-
-    def finish(self) -> None:
-        """Write out and sync the whole file (where a full disk shows)."""
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-
-    def commit(self) -> None:
-        os.replace(self.temporary, self.path)
-
-    def discard(self) -> None:
-        try:
-            self.handle.close()
-        except OSError:
-            pass  # a buffer that cannot be written out: the file goes anyway
-        self.temporary.unlink(missing_ok=True)
-
-
-@contextmanager
-def _replaced_together(paths: Sequence[Path]) -> Iterator[list[_Pending]]:
-    """Temporary files for ``paths``; all moved into place once every one is complete, none if
-    the block or any write raises."""
-    pending: list[_Pending] = []
-    try:
-        for path in paths:
-            pending.append(_Pending(path))
-        yield pending
-        for item in pending:
-            item.finish()
-    except BaseException:
-        for item in pending:
-            item.discard()
-        raise
-    for item in pending:
-        item.commit()
-
-
-@contextmanager
-def atomic_file(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """A file that appears at ``path`` only once it is complete (temporary file + ``os.replace``);
-    removed if the block raises."""
-    item = _Pending(path, mode)
-    try:
-        yield item.handle
-        item.finish()
-    except BaseException:
-        item.discard()
-        raise
-    item.commit()
+__all__ = ["CSV_ENCODING", "OUTPUT_NAMES", "atomic_file", "csv_cell", "page_record", "review_reasons", "typed_value",
+           "write_outputs", "_Pending"]
 
 
 def review_reasons(result: PageResult) -> str:
@@ -168,46 +124,64 @@ def column_order(ledger: LedgerReader, field_order: Sequence[str] | None = None)
 
 
 def write_outputs(ledger: LedgerReader, out_dir: Path, report: dict[str, Any],
-                  field_order: Sequence[str] | None = None) -> dict[str, Path]:
+                  field_order: Sequence[str] | None = None,
+                  targets: Mapping[str, Path] | None = None) -> dict[str, Path]:
     """Write results.jsonl, results.csv, review.csv and report.json from the pages in the outputs
     of the ledger; returns their paths by name. ``field_order`` fixes the first field columns of
-    results.csv. An OSError (a full disk) leaves the previous files as they were."""
+    results.csv. ``targets`` (name → path) writes only those outputs, where given (an export);
+    by default all four go in ``out_dir``. An OSError (a full disk) leaves the previous files as
+    they were."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {name: out_dir / name for name in OUTPUT_NAMES}
-    names = column_order(ledger, field_order)
+    paths = dict(targets) if targets is not None else {name: out_dir / name for name in OUTPUT_NAMES}
+    unknown = set(paths) - set(OUTPUT_NAMES)
+    if unknown:
+        raise ValueError(f"not an output: {', '.join(sorted(unknown))}")
+    for path in paths.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    names = column_order(ledger, field_order) if "results.csv" in paths else []
     totals = {"pages": 0, "ok": 0, "review": 0, "failed": 0}
     by_class: dict[str, int] = {}
     by_type: dict[str, int] = {}
-    with _replaced_together([paths[name] for name in OUTPUT_NAMES]) as (jsonl, results, review, report_file):
-        write_line = jsonl.handle.write
-        table = csv.writer(results.handle)
-        queue = csv.writer(review.handle)
-        table.writerow(["document", "page", "status", *names, "confidence", "issues"])
-        queue.writerow(["document", "page", "status", "reasons"])
+    order = [name for name in OUTPUT_NAMES if name in paths]
+    encodings = [(paths[name], CSV_ENCODING if name.endswith(".csv") else "utf-8") for name in order]
+    with replaced_together(encodings) as pending:
+        files = dict(zip(order, pending))
+        write_line = files["results.jsonl"].handle.write if "results.jsonl" in files else None
+        table = csv.writer(files["results.csv"].handle) if "results.csv" in files else None
+        queue = csv.writer(files["review.csv"].handle) if "review.csv" in files else None
+        if table is not None:
+            table.writerow(["document", "page", "status", *names, "confidence", "issues"])
+        if queue is not None:
+            queue.writerow(["document", "page", "status", "reasons"])
         for row in ledger.output_rows():
             (record, fields_text, issues, confidence, _sha, index, document, _count, status, _attempts, error_class,
              error_type, error_message, error_stage, *_rest) = row
-            if record is None:  # a page committed before records were kept
-                record = encode_record(result_of(dict(zip(OUTPUT_COLUMNS, row))))
-            write_line(record_line(document, record))
-            fields = json.loads(fields_text) if fields_text and fields_text != "{}" else {}
-            issues_cell, reasons = _issues_cells(issues, error_class, error_type, error_message, error_stage)
-            table.writerow([
-                csv_cell(document), index + 1, status,
-                *(csv_cell(fields[n]["value"]) if n in fields else "" for n in names),
-                "" if confidence is None else round(confidence, 3),
-                csv_cell(issues_cell),
-            ])
+            if write_line is not None:
+                if record is None:  # a page committed before records were kept
+                    record = encode_record(result_of(dict(zip(OUTPUT_COLUMNS, row))))
+                write_line(record_line(document, record))
+            if table is not None or queue is not None:
+                issues_cell, reasons = _issues_cells(issues, error_class, error_type, error_message, error_stage)
+                if table is not None:
+                    fields = json.loads(fields_text) if fields_text and fields_text != "{}" else {}
+                    table.writerow([
+                        csv_cell(document), index + 1, status,
+                        *(csv_cell(fields[n]["value"]) if n in fields else "" for n in names),
+                        "" if confidence is None else round(confidence, 3),
+                        csv_cell(issues_cell),
+                    ])
+                if queue is not None and status != "ok":
+                    queue.writerow([csv_cell(document), index + 1, status, csv_cell(reasons)])
             totals["pages"] += 1
             totals[status] = totals.get(status, 0) + 1
             if error_class:
                 by_class[error_class] = by_class.get(error_class, 0) + 1
                 by_type[error_type or ""] = by_type.get(error_type or "", 0) + 1
-            if status != "ok":
-                queue.writerow([csv_cell(document), index + 1, status, csv_cell(reasons)])
-        merged = {**report, **totals, "errors_by_class": by_class, "errors_by_type": by_type}
-        report_file.handle.write(dumps(merged, indent=2) + "\n")
+        if "report.json" in files:
+            folder = {**totals, "outputs_ok": totals["ok"], "outputs_review": totals["review"],
+                      "outputs_failed": totals["failed"], "outputs_errors_by_class": by_class,
+                      "outputs_errors_by_type": by_type}
+            files["report.json"].handle.write(dumps({**report, **folder}, indent=2) + "\n")
     return paths
 
 
@@ -228,59 +202,3 @@ def typed_value(field_type: str, value: Any) -> Any:
         except ValueError:
             return str(value)
     return str(value)
-
-
-NUMBER_FORMATS = {"date": "yyyy-mm-dd", "money": "0.00"}  # how a field type's cells are shown
-
-
-def write_xlsx(ledger: LedgerReader, path: Path, report: dict[str, Any] | None = None,
-               field_order: Sequence[str] | None = None) -> Path:
-    """Tickets (typed columns), Review (the reason per page) and Summary sheets, from the ledger.
-    ``field_order`` fixes the first field columns, as in results.csv."""
-    try:
-        from openpyxl import Workbook
-        from openpyxl.styles import Font
-    except ImportError:
-        raise ConfigError("XLSX export needs openpyxl: pip install 'pagemill[xlsx]'") from None
-    names: dict[str, str] = dict.fromkeys(field_order or (), "")  # field name -> type
-    for result in ledger.iter_results():
-        for name, item in result.fields.items():
-            if not names.get(name):
-                names[name] = item.type
-    book = Workbook()
-    tickets = book.active
-    tickets.title = "Tickets"
-    tickets.append(["document", "page", "status", *names, "confidence"])
-    review = book.create_sheet("Review")
-    review.append(["document", "page", "status", "reasons"])
-    totals = {"ok": 0, "review": 0, "failed": 0}
-    for result in ledger.iter_results():
-        totals[result.status] = totals.get(result.status, 0) + 1
-        confidence = mean_confidence(result.fields)
-        tickets.append([
-            result.document, result.page, result.status,
-            *(typed_value(kind, result.fields[n].value) if n in result.fields else None for n, kind in names.items()),
-            None if confidence is None else round(confidence, 3),
-        ])
-        if result.status != "ok":
-            review.append([result.document, result.page, result.status, review_reasons(result)])
-    for column, kind in enumerate(names.values(), start=4):
-        if kind in NUMBER_FORMATS:
-            for row in tickets.iter_rows(min_row=2, min_col=column, max_col=column):
-                row[0].number_format = NUMBER_FORMATS[kind]
-    summary = book.create_sheet("Summary")
-    summary.append(["measure", "value"])
-    summary.append(["pages", sum(totals.values())])
-    for status, count in totals.items():
-        summary.append([f"pages {status}", count])
-    for key in ("pages_per_second", "wall_seconds", "peak_workers"):
-        if report and key in report:
-            summary.append([key, report[key]])
-    for sheet in (tickets, review, summary):
-        for cell in sheet[1]:
-            cell.font = Font(bold=True)
-        sheet.freeze_panes = "A2"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path, "wb") as handle:
-        book.save(handle)
-    return path

@@ -86,3 +86,26 @@ def test_runs_lists_each_run_with_the_pages_it_committed(noop_archive, tmp_path,
     rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
     assert rows[0][:5] == ["id", "started", "finished", "status", "pages"]
     assert [(row[0], row[3], row[4]) for row in rows[1:]] == [("1", "finished", "2"), ("2", "finished", "3")]
+
+
+def test_a_run_whose_process_is_gone_shows_as_interrupted_without_writing_the_ledger(tmp_path, capsys) -> None:
+    from engine.ledger import Ledger
+    from engine.outlock import OutputLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = OutputLock(out).acquire()
+    ledger = Ledger(out / "ledger.sqlite", lock=lock)
+    ledger.start_run({})  # a run that is killed: never finished, marked running
+    assert pagemill(["runs", str(out)]) == 0  # its process holds the folder: running
+    assert capsys.readouterr().out.splitlines()[1].split("\t")[3] == "running"
+    ledger.close()  # the lock goes, as it does when the process is killed
+    before = (out / "ledger.sqlite").read_bytes()
+    assert pagemill(["runs", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split("\t")[3] == "interrupted (process gone)"
+    assert pagemill(["status", str(out), "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)["runs"][0]
+    assert run["status"] == "interrupted" and run["process_gone"] is True
+    assert (out / "ledger.sqlite").read_bytes() == before
+    with sqlite3.connect(out / "ledger.sqlite") as db:
+        assert db.execute("select status from runs").fetchall() == [("running",)]

@@ -99,7 +99,7 @@ def test_broken_file_fails_alone_and_third_party_plugin_adds_field_and_issue(sam
         assert ("flagged_digit" in codes) == (record in flagged)
         if record in flagged:
             assert record["status"] == "review"
-    header = (out / "results.csv").read_text().splitlines()[0]
+    header = (out / "results.csv").read_text("utf-8-sig").splitlines()[0]
     assert "ticket_number" in header and "page_chars" in header
 
 
@@ -124,5 +124,5 @@ def test_the_pages_meant_for_review_are_in_review_for_their_reason(sample, sampl
         assert by_page[key]["status"] == "review"
     for key in cases.values():
         assert by_page[key]["status"] == "review"
-    review = (out / "review.csv").read_text()
+    review = (out / "review.csv").read_text("utf-8-sig")
     assert all(key[0] in review for key in cases.values())

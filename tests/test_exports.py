@@ -55,8 +55,53 @@ def test_xlsx_has_tickets_review_and_summary_with_types(tmp_path) -> None:
     review = list(book["Review"].iter_rows(values_only=True))
     assert {(r[0], r[2]) for r in review[1:]} == {("/a/t.pdf", "review"), ("/a/bad.pdf", "failed")}
     assert any("net is off" in r[3] for r in review[1:]) and any("CorruptDocumentError" in r[3] for r in review[1:])
-    summary = dict(book["Summary"].iter_rows(min_row=2, values_only=True))
-    assert summary["pages"] == 3 and summary["pages failed"] == 1 and summary["pages_per_second"] == 3.5
+    rows = [row for row in book["Summary"].iter_rows(values_only=True) if row[0]]
+    labels = [label for label, _ in rows]
+    summary = dict(rows)
+    # two blocks with human labels: the folder's totals, then the last run's figures
+    assert labels.index("Output folder") < labels.index("Pages") < labels.index("Last run") < labels.index(
+        "Pages per second")
+    assert (summary["Pages"], summary["OK"], summary["To review"], summary["Failed"]) == (3, 1, 1, 1)
+    assert summary["Documents"] == 2 and summary["Runs"] == 1
+    assert summary["Last run"] == "run 1" and summary["Status"] == "partial" and summary["Pages per second"] == 3.5
+    assert not [label for label in labels if "_" in label]
+
+
+def test_xlsx_columns_fit_their_content_up_to_a_cap_with_filters_and_a_frozen_header(tmp_path) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    run = ledger.start_run({})
+    ledger.add_result(run, ticket(1))
+    ledger.add_result(run, ticket(2, "review", issues=(Issue("net_mismatch", "net is off " * 30, "net_lb"),)))
+    ledger.finish_run(run, "finished", {})
+    ledger.close()
+    assert pagemill(["export", str(tmp_path), "--format", "xlsx"]) == 0
+    book = openpyxl.load_workbook(tmp_path / "results.xlsx")
+    tickets, review = book["Tickets"], book["Review"]
+    assert tickets.freeze_panes == "A2" and review.freeze_panes == "A2"
+    assert tickets.auto_filter.ref == "A1:H3" and review.auto_filter.ref == "A1:D2"
+    assert tickets.column_dimensions["A"].width == len("document") + 2  # the widest text, plus a margin
+    assert tickets.column_dimensions["D"].width == len("ticket_number") + 2
+    assert review.column_dimensions["D"].width == 60  # a long reason is capped
+
+
+def test_export_writes_where_o_says(tmp_path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    run = ledger.start_run({})
+    ledger.add_result(run, ticket(1))
+    ledger.add_result(run, ticket(2, "review", issues=(Issue("net_mismatch", "net is off", "net_lb"),)))
+    ledger.close()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert pagemill(["export", str(tmp_path), "--format", "jsonl", "-o", str(elsewhere / "pages.jsonl")]) == 0
+    assert (elsewhere / "pages.jsonl").read_text().count("\n") == 2
+    assert pagemill(["export", str(tmp_path), "--format", "csv", "-o", str(elsewhere / "tickets.csv")]) == 0
+    assert "ticket_number" in (elsewhere / "tickets.csv").read_text("utf-8-sig").splitlines()[0]
+    assert "net is off" in (elsewhere / "review.csv").read_text("utf-8-sig")  # beside it, its usual name
+    assert pagemill(["export", str(tmp_path), "--format", "jsonl", "-o", str(elsewhere)]) == 0  # a folder
+    assert (elsewhere / "results.jsonl").read_text().count("\n") == 2
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(("results", "review", "report"))]
+    assert pagemill(["export", str(tmp_path), "--format", "csv", "-o", str(elsewhere / "review.csv")]) == 2
 
 
 def test_export_jsonl_and_csv(tmp_path) -> None:
@@ -65,7 +110,7 @@ def test_export_jsonl_and_csv(tmp_path) -> None:
     ledger.add_result(run, ticket(1))
     ledger.close()
     assert pagemill(["export", str(tmp_path), "--format", "csv"]) == 0
-    assert "ticket_number" in (tmp_path / "results.csv").read_text().splitlines()[0]
+    assert "ticket_number" in (tmp_path / "results.csv").read_text("utf-8-sig").splitlines()[0]
     assert pagemill(["export", str(tmp_path), "--format", "jsonl"]) == 0
     assert (tmp_path / "results.jsonl").read_text().count("\n") == 1
 

@@ -49,7 +49,7 @@ def test_a_changed_file_leaves_the_outputs_but_stays_in_the_ledger(noop_archive,
     assert old_sha not in {r["sha256"] for r in records(out)}
     report = json.loads((out / "report.json").read_text())
     assert report["pages"] == 3 and summary.outputs_ok + summary.outputs_review == 3
-    assert (out / "results.csv").read_text().count("doc001.noop") == 1
+    assert (out / "results.csv").read_text("utf-8-sig").count("doc001.noop") == 1
     with sqlite3.connect(out / "ledger.sqlite") as db:  # the audit trail keeps the old version
         assert db.execute("select count(*) from pages where sha256=?", (old_sha,)).fetchone()[0] == 3
         assert db.execute("select superseded_by from documents where sha256=?", (old_sha,)).fetchone()[0] is not None
@@ -179,7 +179,7 @@ def test_write_outputs_takes_an_explicit_field_order(tmp_path) -> None:
         ledger.add_result(run, PageResult("/in/a.pdf", SHA_A, 1, 1, "ok", fields=fields))
         ledger.flush()
         paths = write_outputs(ledger, tmp_path, {}, field_order=["date", "net_lb", "carrier"])
-        header = paths["results.csv"].read_text().splitlines()[0].split(",")
+        header = paths["results.csv"].read_text("utf-8-sig").splitlines()[0].split(",")
     assert header == ["document", "page", "status", "date", "net_lb", "carrier", "extra", "confidence", "issues"]
 
 
@@ -234,7 +234,7 @@ def test_a_schema_1_ledger_is_read_without_a_write_and_upgraded_when_written(v1_
     (record,) = records(v1_ledger)
     assert record["fields"] == {"ticket": {"value": "T-1", "confidence": 0.9, "raw": "T-1"}}
     assert record["issues"] == [{"code": "low", "message": "faint", "field": None}]
-    assert paths["results.csv"].read_text().splitlines()[1].startswith("/in/t.pdf,1,review,T-1")
+    assert paths["results.csv"].read_text("utf-8-sig").splitlines()[1].startswith("/in/t.pdf,1,review,T-1")
 
 
 def test_a_later_run_on_a_schema_1_ledger_marks_its_killed_run_interrupted(v1_ledger, noop_archive) -> None:
@@ -251,4 +251,4 @@ def test_issue_severity_survives_the_round_trip_into_review_reasons(tmp_path) ->
         ledger.add_result(run, PageResult("/in/a.pdf", SHA_A, 1, 1, "review", issues=issues))
         ledger.flush()
         paths = write_outputs(ledger, tmp_path, {})
-    assert paths["review.csv"].read_text().splitlines()[1] == "/in/a.pdf,1,review,net is off"
+    assert paths["review.csv"].read_text("utf-8-sig").splitlines()[1] == "/in/a.pdf,1,review,net is off"

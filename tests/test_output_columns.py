@@ -21,7 +21,7 @@ TEMPLATE_FIELDS = [spec.name for spec in load_template("truck_ticket").fields]
 
 
 def header(out: Path) -> list[str]:
-    with open(out / "results.csv", newline="") as handle:
+    with open(out / "results.csv", newline="", encoding="utf-8-sig") as handle:
         return next(csv.reader(handle))
 
 

@@ -172,7 +172,9 @@ def test_a_killed_run_shows_its_pages_and_becomes_interrupted_at_the_next_run(no
     _killed_run(out, archive, 3)
     listed = pagemill("runs", str(out))
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.splitlines()[1].split("\t")[3:5] == ["running", "3"]
+    # no process holds the folder: shown as interrupted, while the ledger is left as it is
+    assert listed.stdout.splitlines()[1].split("\t")[3:5] == ["interrupted (process gone)", "3"]
+    assert run_statuses(out) == ["running"]
     summary = Engine(noop_config(out)).run(archive)
     assert summary.pages_skipped == 3 and summary.status == "finished"
     with open_existing(out, read_only=True) as ledger:

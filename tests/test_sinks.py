@@ -25,7 +25,7 @@ def ticket(document: str, sha: str, page: int, status: str = "ok", issues: tuple
 
 
 def read_csv(path: Path) -> list[list[str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         return list(csv.reader(handle))
 
 
@@ -107,12 +107,15 @@ def test_review_csv_lists_review_and_failed_pages_with_their_reasons(ledger, tmp
 
 
 def test_report_adds_totals_counted_from_the_ledger(ledger, tmp_path) -> None:
-    given = {"run_id": 7, "wall_seconds": 1.5, "pages": 999}
+    given = {"run_id": 7, "wall_seconds": 1.5, "pages": 999, "pages_failed": 1, "errors_by_class": {"permanent": 1}}
     report = json.loads(write_outputs(ledger, tmp_path / "out", given)["report.json"].read_text())
     assert report["run_id"] == 7 and report["wall_seconds"] == 1.5
     assert (report["pages"], report["ok"], report["review"], report["failed"]) == (5, 2, 1, 2)
-    assert report["errors_by_class"] == {"transient": 1, "permanent": 1}
-    assert report["errors_by_type"] == {"PageTimeout": 1, "EncryptedDocumentError": 1}
+    assert (report["outputs_ok"], report["outputs_review"], report["outputs_failed"]) == (2, 1, 2)
+    # the folder's errors beside the folder's failed pages; the run's stay beside the run's
+    assert report["outputs_errors_by_class"] == {"transient": 1, "permanent": 1}
+    assert report["outputs_errors_by_type"] == {"PageTimeout": 1, "EncryptedDocumentError": 1}
+    assert report["errors_by_class"] == {"permanent": 1} and report["pages_failed"] == 1
 
 
 def test_a_redone_page_appears_once_and_only_committed_pages_appear(ledger, tmp_path) -> None:
@@ -178,3 +181,46 @@ def test_a_file_that_cannot_be_made_is_named_as_asked_not_by_its_temporary_name(
         with atomic_file(target, "wb"):
             pass
     assert caught.value.filename == str(target) and ".tmp" not in str(caught.value)
+
+
+def test_the_csv_files_carry_a_byte_order_mark_so_spreadsheets_read_accents(tmp_path) -> None:
+    with Ledger(None) as ledger:
+        run = ledger.start_run({})
+        ledger.add_result(run, ticket("/in/é.pdf", SHA_A, 1, "review", (Issue("odd", "Transports Gagné"),),
+                                      carrier=("Transports Gagné", 0.9, "")))
+        ledger.flush()
+        paths = write_outputs(ledger, tmp_path / "out", {})
+    for name in ("results.csv", "review.csv"):
+        assert paths[name].read_bytes().startswith(b"\xef\xbb\xbfdocument,page,status,")
+    assert read_csv(paths["results.csv"])[1][3] == "Transports Gagné"
+    assert read_csv(paths["review.csv"])[1][3] == "Transports Gagné"
+    assert not paths["results.jsonl"].read_bytes().startswith(b"\xef\xbb\xbf")
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_writing_the_outputs_removes_temporaries_left_by_a_killed_writer(ledger, tmp_path) -> None:
+    out = tmp_path / "out"
+    gone = dead_pid()
+    stale = [out / f".results.jsonl.{gone}.0123abcd.tmp", out / f".report.json.{gone}.89abcdef.tmp",
+             out / f".results.xlsx.{gone}.00ff00ff.tmp"]
+    kept = [out / f".results.csv.{os.getpid()}.fedcba98.tmp",  # a live writer's (this process)
+            out / f".notes.txt.{gone}.01234567.tmp",  # not a file pagemill writes here
+            out / f"results.jsonl.{gone}.0123abcd.tmp"]  # not a pagemill temporary name
+    for path in stale + kept:
+        path.write_text("partial")
+    write_outputs(ledger, out, {})
+    assert [path.exists() for path in stale[:2]] == [False, False]
+    assert stale[2].exists()  # the workbook's are removed when a workbook is written
+    assert all(path.exists() for path in kept)
+    with atomic_file(out / "results.xlsx", "wb") as handle:
+        handle.write(b"x")
+    assert not stale[2].exists() and all(path.exists() for path in kept)
