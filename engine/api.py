@@ -37,6 +37,7 @@ class RunProgress:
     workers_busy: int
     workers_target: int
     workers_memory_mb: float
+    discovering: bool = False  # documents still being found or ingested: pages_known may grow
 
 
 class _EngineHooks:
@@ -129,6 +130,7 @@ class Engine:
         self._pool: Any = None
         self._host = HostStartMethod()
         self._session: RunSession | None = None  # the run of the process() loop going on
+        self._pending_cancel: bool | None = None  # a cancel before the session existed: immediate?
         self._streams: weakref.WeakKeyDictionary[Generator[PageResult, None, None], _Loop] = (
             weakref.WeakKeyDictionary())
         self._jobs: JobService | None = None
@@ -281,9 +283,15 @@ class Engine:
         return self._jobs.submit(feeds, keep_results)
 
     def cancel(self, immediate: bool = False) -> None:
-        """Stop dispatching; pages in flight finish within ``grace`` (at once if ``immediate``)."""
+        """Stop dispatching; pages in flight finish within ``grace`` (at once if ``immediate``).
+
+        A cancel while a process() loop is starting (its plugins' preflight, the pool, the
+        ledger), or before it is started, is kept and takes effect as soon as its run exists: the
+        run ends at once as cancelled, nothing done. It is dropped when that loop ends."""
         if self._session is not None:
             self._session.scheduler.cancel(immediate)
+        elif self._jobs is None or not self._jobs.alive:
+            self._pending_cancel = bool(immediate or self._pending_cancel)
         if self._jobs is not None:
             self._jobs.cancel_all(immediate)
 
@@ -318,6 +326,8 @@ class Engine:
         session: RunSession | None = None
         try:
             session = self._new_session(inputs, foreground=True)
+            if self._pending_cancel is not None:  # cancelled while it started: it ends at once
+                session.scheduler.cancel(self._pending_cancel)
             for group_priority, feed in feeds:
                 session.scheduler.add_documents(feed, group_priority)
             yield from session.results()
@@ -327,6 +337,7 @@ class Engine:
                 self.last_summary = session.summary
                 session.ledger.close()
             self._session = None
+            self._pending_cancel = None
             if temporary:
                 self._close_pool()
             else:
@@ -377,6 +388,7 @@ class Engine:
             workers_busy=pool.busy_count(),
             workers_target=pool.target,
             workers_memory_mb=round(sum(scheduler.worker_rss_mb.values()), 1),
+            discovering=session.discovering,
         )
 
     def _tick(self, session: RunSession, force: bool = False) -> None:

@@ -5,23 +5,34 @@ closed → open after ``threshold`` consecutive failures of that plugin's hook �
 a failed trial. How a breaker's state reaches the calls (a call of an open breaker's plugin fails
 fast as a transient :class:`CircuitOpenError`, other calls go on) is :mod:`engine.gates`.
 
-What counts for a breaker (engine.scheduler): a transient error raised by the plugin's hook; a
+What counts for a breaker (engine.outcomes): a transient error raised by the plugin's hook; a
 page timeout, or a worker that died, while the plugin's hook was running (the worker's progress
-slot names it). Permanent and critical errors say nothing about the plugin's health, and a
-worker that died between calls counts for no breaker. A successful call of the plugin's hook
-resets the count of consecutive failures and closes a half-open breaker.
+slot names it), on the page's first attempt only: a page that keeps killing its worker is that
+page's fault (it ends as poison), while a systemic failure shows on fresh pages. Permanent and
+critical errors say nothing about the plugin's health, and a worker that died between calls
+counts for no breaker. A successful call of the plugin's hook resets the count of consecutive
+failures and closes a half-open breaker.
+
+A breaker whose trials keep failing (``GIVE_UP_AFTER_TRIALS`` in a row, and open for
+``GIVE_UP_AFTER_SECONDS`` at least, so that a service that is down for a few seconds is still
+waited for) is *exhausted*: the pages it holds back end as failed records (transient:
+``--retry-failed`` does them again) rather than waiting one pause after another; it still lets
+one trial through after each pause, and a trial that succeeds closes it as usual.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 from loguru import logger
 
 from engine.errors import ConfigError, TransientError
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+GIVE_UP_AFTER_TRIALS = 3  # failed trials in a row after which a breaker's held pages fail ...
+GIVE_UP_AFTER_SECONDS = 30.0  # ... once it has also been open this long
 _COUNT_NAMES = {OPEN: "opened", HALF_OPEN: "half_opened", CLOSED: "closed"}
 
 
@@ -47,6 +58,9 @@ class CircuitBreaker:
         self.reset_seconds = reset_seconds
         self.clock = clock
         self.failures = 0  # consecutive
+        self.failed_trials = 0  # consecutive trials that failed
+        self.open_since = ""  # UTC time it opened, while it has not closed since
+        self._first_opened_at = 0.0  # clock time of that opening
         self.transitions: list[tuple[float, str, str]] = []
         self._state = CLOSED
         self._opened_at = 0.0
@@ -56,6 +70,13 @@ class CircuitBreaker:
     def state(self) -> str:
         return self._state
 
+    @property
+    def exhausted(self) -> bool:
+        """Its last ``GIVE_UP_AFTER_TRIALS`` trials all failed and it has not closed for
+        ``GIVE_UP_AFTER_SECONDS``: pages it holds back are failed."""
+        return (self.failed_trials >= GIVE_UP_AFTER_TRIALS and self._state != CLOSED
+                and self.clock() - self._first_opened_at >= GIVE_UP_AFTER_SECONDS)
+
     def _move(self, state: str) -> None:
         if state == self._state:
             return
@@ -64,6 +85,11 @@ class CircuitBreaker:
         log = logger.warning if state == OPEN else logger.info
         log("circuit breaker {}: {} → {}{}", self.name, self._state, state,
             f" after {self.failures} consecutive failures" if state == OPEN and self._state == CLOSED else "")
+        if state == OPEN and self._state == CLOSED:
+            self.open_since = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            self._first_opened_at = now
+        elif state == CLOSED:
+            self.open_since = ""
         self._state = state
 
     def _half_open_if_due(self) -> None:
@@ -96,11 +122,16 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         self.failures = 0
+        self.failed_trials = 0
         self._trial_since = None
         self._move(CLOSED)
 
-    def record_failure(self) -> None:
+    def record_failure(self, trial: bool | None = None) -> None:
+        """A failure of the plugin's call; ``trial``: whether that call was the half-open trial
+        (None: not known, then any failure while half-open is taken for the trial's)."""
         self.failures += 1
+        if self._state != CLOSED and (trial or (trial is None and self._state == HALF_OPEN)):
+            self.failed_trials += 1
         if self._state == OPEN:
             return  # a call let through before the breaker opened: the pause is not extended
         if self._state == HALF_OPEN or self.failures >= self.threshold:
@@ -201,4 +232,5 @@ class BreakerBoard:
         return {breaker.name: breaker.counts() for breaker in self.breakers.values() if breaker.transitions}
 
 
-__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "BreakerBoard", "CircuitBreaker", "CircuitOpenError"]
+__all__ = ["CLOSED", "GIVE_UP_AFTER_SECONDS", "GIVE_UP_AFTER_TRIALS", "HALF_OPEN", "OPEN", "BreakerBoard", "CircuitBreaker",
+           "CircuitOpenError"]

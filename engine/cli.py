@@ -103,14 +103,18 @@ def command_run(args: argparse.Namespace, registry: Any, stored: dict[str, Any] 
 
     def on_signal(signum: int, _frame: Any) -> None:
         cancels["count"] += 1
+        starting = engine.session is None and engine.last_summary is None  # no run under way yet
         if cancels["count"] == 1:
-            logger.warning(
-                "cancelling: no new pages; pages in flight get {:g} s to finish (Ctrl-C again to stop now)",
-                config.grace,
-            )
+            if starting:
+                logger.warning("cancelling: the run stops as soon as it has started (Ctrl-C again to stop now)")
+            else:
+                logger.warning("cancelling: no new pages; pages in flight get {:g} s to finish "
+                               "(Ctrl-C again to stop now)", config.grace)
             engine.cancel()
         else:
             engine.cancel(immediate=True)
+            if starting:
+                raise KeyboardInterrupt  # nothing started yet: nothing to keep, stop where it is
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     display.start()
@@ -172,7 +176,7 @@ def stdin_checked(inputs: dict[str, list[str]]) -> Iterator[None]:
 
 
 def _show(display: Any, progress: Any) -> None:
-    display.set_total(progress.pages_known)
+    display.set_total(progress.pages_known, final=not progress.discovering)
     display.update(
         progress.counters,
         done_pages=progress.pages_done,

@@ -195,9 +195,11 @@ class EngineConfig:
             raise ConfigError(f"psm must be between 0 and 13, not {self.psm}")
         if not 0.0 <= self.review_below <= 1.0:
             raise ConfigError(f"review_below must be between 0 and 1, not {self.review_below}")
-        for name in ("page_timeout", "grace", "retry_base_delay", "retry_max_delay"):
+        for name in ("page_timeout", "retry_base_delay", "retry_max_delay"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)}")
+        if self.grace < 0:  # 0: pages in flight are not waited for on cancel
+            raise ConfigError(f"grace must be 0 or more, not {self.grace}")
         if self.max_attempts < 1:
             raise ConfigError(f"max_attempts must be at least 1, not {self.max_attempts}")
         if self.retry_factor < 1:

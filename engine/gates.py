@@ -15,8 +15,10 @@ same order) and sends the table with its ready message. Each implementation is w
 The parent (:class:`BreakerGates`) puts the blocked bits and the trial bits on each task it sends,
 feeds the answers' bits to the breakers (a successful call is a success of exactly that breaker),
 and keeps the pages held back by an open breaker: all go back to the queue when it closes, and
-one, carrying the trial, when it half-opens. Nothing held is lost: the run is not finished while
-any page is held.
+one, carrying the trial, when it half-opens — a page that has not failed before when one is held,
+so that a page failing for its own reasons does not keep the breaker open. Nothing held is lost:
+the run is not finished while any page is held, and the pages of a breaker that gives up
+(engine.breakers) are taken out to end as failed records (``take_held``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from engine.breakers import CLOSED, HALF_OPEN, OPEN, BreakerBoard, CircuitBreake
 from engine.pagequeue import Task
 
 GATED_HOOKS = ("pagemill_ingest", "pagemill_load_page", "pagemill_ocr", "pagemill_extract", "pagemill_validate")
+# hooks whose results end up in the answer: what they returned is kept for the task in hand, so an
+# answer that cannot be sent names the plugin that returned the part at fault (engine.wire)
+ANSWER_HOOKS = frozenset({"pagemill_ingest", "pagemill_ocr", "pagemill_extract", "pagemill_validate"})
 
 Key = tuple[str, str]  # (plugin, hook)
 
@@ -41,6 +46,7 @@ class CallGate:
         self.blocked = 0  # bits of calls to fail fast for the task in hand
         self.called = 0  # bits of calls that returned, for the task in hand
         self.failed = -1  # index of the call that raised, -1 when none
+        self.returned: list[tuple[int, Any]] = []  # (call, value) of the answer hooks, for the task in hand
         self._writer = writer
         for hook_name in GATED_HOOKS:
             caller = getattr(registry.hook, hook_name, None)
@@ -58,10 +64,21 @@ class CallGate:
         self.blocked = blocked & ~trial
         self.called = 0
         self.failed = -1
+        self.returned = []
+
+    def owner_of(self, part: Any) -> int | None:
+        """The call (its index) that returned ``part``, or a list or record holding it, for the
+        task in hand; None when none did."""
+        for index, value in self.returned:
+            if value is part or (isinstance(value, (list, tuple)) and any(item is part for item in value)) \
+                    or any(item is part for item in getattr(value, "__dict__", {}).values()):
+                return index
+        return None
 
     def _wrap(self, function: Callable[..., Any], index: int) -> Callable[..., Any]:
         bit = 1 << index
         plugin, hook = self.keys[index]
+        keep = hook in ANSWER_HOOKS
         gate = self
 
         @functools.wraps(function)
@@ -81,6 +98,8 @@ class CallGate:
                 if writer is not None:
                     writer.plugin_finished()
             gate.called |= bit
+            if keep and value is not None:
+                gate.returned.append((index, value))
             return value
 
         return gated
@@ -145,9 +164,26 @@ class BreakerGates:
                     self.board.get(*key).release_trial()
             task.trial = 0
 
-    def failure(self, key: Key) -> None:
-        """A transient failure (or a timeout or death) in this plugin's hook."""
-        self.board.get(*key).record_failure()
+    def failure(self, key: Key, trial: bool | None = None) -> None:
+        """A transient failure (or a timeout or death) in this plugin's hook; ``trial``: whether
+        the failing task carried that breaker's trial (see :meth:`is_trial`)."""
+        self.board.get(*key).record_failure(trial)
+
+    def is_trial(self, task: Task, key: Key | None) -> bool | None:
+        """Whether ``task`` carries the trial of ``key``'s breaker (None: calls are not gated)."""
+        if key is None or key not in self._index:
+            return None
+        return bool(task.trial & (1 << self._index[key]))
+
+    def first_answer(self, called: int, hook: str) -> str | None:
+        """The plugin whose ``hook`` answered a firstresult call: of the implementations called,
+        the one called last, which is the first in the call table (pluggy calls from the end)."""
+        if self.keys is None:
+            return None
+        for index in sorted(_bits(called)):
+            if index < len(self.keys) and self.keys[index][1] == hook:
+                return self.keys[index][0]
+        return None
 
     # -------------------------------------------------------------------- held
     def hold(self, key: Key, task: Task) -> None:
@@ -155,8 +191,9 @@ class BreakerGates:
         self._held.setdefault(key, deque()).append(task)
         self.held_count += 1
 
-    def release(self) -> list[Task]:
-        """Held pages that may go now: all of a closed breaker's, one (the trial) of a half-open one's."""
+    def release(self, fresh: Callable[[Task], bool] = lambda task: True) -> list[Task]:
+        """Held pages that may go now: all of a closed breaker's, one (the trial) of a half-open
+        one's: the first held that is ``fresh`` (has not failed before), else the first held."""
         released: list[Task] = []
         for key in [key for key, tasks in self._held.items() if tasks]:
             breaker = self.board.get(*key)
@@ -165,11 +202,21 @@ class BreakerGates:
                 released.extend(tasks)
                 tasks.clear()
             elif key in self._index and breaker.allow():
-                task = tasks.popleft()
+                task = next((candidate for candidate in tasks if fresh(candidate)), tasks[0])
+                tasks.remove(task)
                 task.trial |= 1 << self._index[key]
                 released.append(task)
         self.held_count -= len(released)
         return released
+
+    def held_for(self, key: Key) -> int:
+        return len(self._held.get(key, ()))
+
+    def take_held(self, key: Key) -> list[Task]:
+        """Every page held back by ``key``'s breaker, taken out (it gave up on them)."""
+        tasks = list(self._held.pop(key, ()))
+        self.held_count -= len(tasks)
+        return tasks
 
     def next_release(self) -> float | None:
         """The clock time at which a held page may go next (None: nothing held)."""

@@ -5,11 +5,11 @@ A mixin of :class:`engine.scheduler.Scheduler`; every method here runs in its lo
 - A result is final; a failure is retried under the retry policy, held back while its plugin's
   circuit breaker is open (not charged to the page, within a bound), or final.
 - A task given back by a worker (never started) goes back to the queue, uncharged.
-- A worker that died, or was killed past ``--page-timeout``, or could not be written to: the task
-  it had in hand (its progress slot says which) is charged a transient failure and retried, or
-  failed as a poison page after ``max_attempts``; the others it held never started and go back
-  uncharged; the worker is replaced at once. A timeout or a death inside a plugin's hook counts
-  as a failure for that plugin's breaker (engine.breakers).
+- A worker that died, hung, or never started: engine.deaths.
+- A breaker that gives up (engine.breakers): the pages it holds, and those that reach it after,
+  end as failed records (transient) naming the plugin, the hook and since when it is open.
+- An ingest's page tasks are checked (engine.ingest_check): none, or a set that does not describe
+  the document whole, fails the document naming the plugin.
 - Tasks of a cancelled job that come back (an ingest's pages, a task given back, a failure to
   retry) are dropped.
 """
@@ -21,16 +21,20 @@ from typing import Any, Iterator
 from loguru import logger
 
 from engine.breakers import CLOSED
+from engine.deaths import Deaths, _key
 from engine.events import AttemptFailed, DocumentFailed, DocumentOpened, Event, PageFinished
+from engine.ingest_check import check_ingested
 from engine.pagequeue import Task, next_seq
 from engine.pipeline import StageFailure, failed_result
-from engine.pool import PoolEvent, describe_exit
+from engine.pool import PoolEvent
 from engine.records import ErrorInfo, PageResult, PageTask
 
 HELD_LIMIT_FACTOR = 3  # a page held back more than this × max_attempts times is charged again
+_STAGE_OF_HOOK = {"pagemill_ingest": "ingest", "pagemill_load_page": "load", "pagemill_ocr": "ocr",
+                  "pagemill_extract": "extract", "pagemill_validate": "validate"}
 
 
-class Outcomes:
+class Outcomes(Deaths):
     """Handling of pool events, for the Scheduler (see the module docstring)."""
 
     # ------------------------------------------------------------------ events
@@ -72,7 +76,11 @@ class Outcomes:
             return
         if kind == "pages":
             self.gates.settle(task, called, None, False)
-            yield from self._ingested(task, value)
+            error = check_ingested(task.payload, value, self.gates.first_answer(called, "pagemill_ingest"))
+            if error is not None:
+                yield from self._failed(task, error, 0.0)
+            else:
+                yield from self._ingested(task, value)
         elif kind == "result":
             if self.gates.precise:
                 self.gates.settle(task, called, None, False)
@@ -80,6 +88,7 @@ class Outcomes:
                 self.breakers.record(None, None, ok=True)
             self.costs.record(task, sum(value.stage_seconds.values()))
             self._finish(task.job)
+            self._failed_seqs.discard(task.seq)
             yield PageFinished(_with_attempts(value, task.attempts + 1), task.job)
         elif kind == "failure":
             yield from self._stage_failed(task, value, called, failed)
@@ -87,6 +96,7 @@ class Outcomes:
     def _stage_failed(self, task: Task, failure: StageFailure, called: int, failed: int) -> Iterator[Event]:
         transient = failure.error.error_class == "transient"
         key = self.gates.key_of(failed) or (failure.plugin or "unknown", failure.hook)
+        trial = self.gates.is_trial(task, key)
         self.gates.settle(task, called, key, transient)
         if not transient:
             yield from self._failed(task, failure.error, failure.seconds)
@@ -98,18 +108,59 @@ class Outcomes:
         # a failure while the plugin's breaker is open or on trial is the plugin's, not the
         # page's: the page waits for the breaker and keeps its attempts (within a bound)
         closed = breaker.state == CLOSED
-        self.gates.failure(key)
+        yield from self._breaker_failed(key, trial)
         if closed:
             yield from self._failed(task, failure.error, failure.seconds)
         else:
+            self._failed_seqs.add(task.seq)
             yield from self._held_back(task, key, failure)
 
+    def _failed_before(self, task: Task) -> bool:
+        """Whether the task failed on its own before: charged an attempt, or failed in a call
+        while its plugin's breaker was open (a call skipped by an open breaker is no failure)."""
+        return task.attempts > 0 or task.seq in self._failed_seqs
+
+    def _breaker_failed(self, key: tuple[str, str], trial: bool | None) -> Iterator[Event]:
+        """A failure for ``key``'s breaker; when the breaker gives up, so do the pages it holds."""
+        self.gates.failure(key, trial)
+        breaker = self.gates.breaker(key)
+        if breaker.exhausted and self.gates.held_for(key):
+            if not self.stopping:
+                logger.error("circuit breaker {}: {} trials in a row failed; the {} pages it holds back fail "
+                             "(--retry-failed tries them again)", breaker.name, breaker.failed_trials,
+                             self.gates.held_for(key))
+            for held in self.gates.take_held(key):
+                yield from self._circuit_gave_up(held, key, None)
+
+    def _circuit_gave_up(self, task: Task, key: tuple[str, str], failure: StageFailure | None) -> Iterator[Event]:
+        """A page of an exhausted breaker: a failed record (transient, so --retry-failed redoes it)."""
+        breaker = self.gates.breaker(key)
+        if failure is not None:
+            task.attempts += 1
+            yield AttemptFailed(task.where(), _key(task), task.attempts + task.held_failures, failure.error,
+                                failure.seconds, None)
+        task.attempts, task.held_failures = max(1, task.attempts + task.held_failures), 0
+        if task.job in self.dropped_jobs or self.stopping:
+            if task.job in self.dropped_jobs:
+                self._finish(task.job)
+            return  # left unfinished: done on resume
+        since = f" since {breaker.open_since}" if breaker.open_since else ""
+        message = (f"plugin {key[0]}: {key[1]} failing, circuit open{since} "
+                   f"({breaker.failed_trials} trials in a row failed)")
+        stage = failure.error.stage if failure is not None else _STAGE_OF_HOOK.get(key[1], "")
+        self._failed_seqs.discard(task.seq)
+        yield from self._give_up(task, ErrorInfo("transient", "CircuitOpenError", message, stage))
+
     def _held_back(self, task: Task, key: tuple[str, str], failure: StageFailure) -> Iterator[Event]:
+        breaker = self.gates.breaker(key)
+        # an exhausted breaker holds one page at most, for its next trial; the others fail now
+        if breaker.exhausted and not (self.gates.precise and not self.gates.held_for(key) and breaker.would_allow()):
+            yield from self._circuit_gave_up(task, key, failure)
+            return
         if task.held_failures >= HELD_LIMIT_FACTOR * self.policy.max_attempts:
             yield from self._failed(task, failure.error, failure.seconds)
             return
         task.held_failures += 1
-        breaker = self.gates.breaker(key)
         free = breaker.free_at()
         wait = max(0.0, (free if free is not None else self.clock()) - self.clock())
         yield AttemptFailed(task.where(), _key(task), task.attempts + task.held_failures, failure.error,
@@ -181,82 +232,12 @@ class Outcomes:
         """The task's final failure: one log line naming the file (and page), one record."""
         logger.error("{}: {}", task.where(), error.one_line())
         self._finish(task.job)
+        self._failed_seqs.discard(task.seq)
         if task.kind == "ingest":
             self.pages_known += 1  # its one record (page 0) stands for the document in the outputs
             yield DocumentFailed(task.payload, error, task.attempts, task.job)
         else:
             yield PageFinished(failed_result(task.payload, error, task.attempts), task.job)
-
-    # ---------------------------------------------------------- deaths, timeouts
-    def _worker_died(self, worker: Any, exitcode: int | None) -> Iterator[Event]:
-        timed_out = self._timeouts.pop(worker.slot, None)
-        suspect = self.pool.running_task(worker)
-        plugin_in_hand = getattr(self.pool, "plugin_in_hand", None)
-        key = self.gates.key_of(plugin_in_hand(worker)) if plugin_in_hand is not None else None
-        if not worker.ready:
-            self._deaths_before_ready += 1
-            if self._deaths_before_ready >= 3:
-                self.critical = ErrorInfo("critical", "WorkerStartError",
-                                          f"workers die at start ({describe_exit(exitcode)})", "start")
-                logger.error("{}", self.critical.message)
-        take_all = getattr(self.pool, "take_all", None)
-        held = take_all(worker) if take_all is not None else _take_all(worker)
-        if timed_out is not None:
-            reason = ErrorInfo("transient", "PageTimeout", f"page ran past {self.config.page_timeout:g} s; worker killed", "")
-        else:
-            reason = ErrorInfo("transient", "WorkerDied", describe_exit(exitcode), "")
-            if held:
-                logger.warning("worker {} (pid {}) died: {}", worker.slot, worker.pid, describe_exit(exitcode))
-            else:
-                logger.info("worker {} (pid {}) died while idle: {}", worker.slot, worker.pid, describe_exit(exitcode))
-        for task in held:
-            if task is not suspect:
-                self._give_back(task)  # it had not started: no attempt charged
-        if not self.stopping and hasattr(self.pool, "fill"):
-            self.pool.fill(f"replacing worker {worker.slot} (pid {worker.pid})")
-        if suspect is None:
-            return
-        self.gates.settle(suspect, 0, key, True)
-        if key is not None:
-            self.gates.failure(key)  # the plugin whose hook was running hung or crashed
-        if self.stopping or suspect.job in self.dropped_jobs:
-            if suspect.job in self.dropped_jobs:
-                self._finish(suspect.job)
-            return  # left unfinished: done on resume
-        yield from self._failed_or_poison(suspect, reason, timed_out or 0.0)
-
-    def _failed_or_poison(self, task: Task, reason: ErrorInfo, seconds: float) -> Iterator[Event]:
-        if task.attempts + 1 >= self.policy.max_attempts:
-            task.attempts += 1
-            yield AttemptFailed(task.where(), _key(task), task.attempts + task.held_failures, reason, seconds, None)
-            what = "page" if task.kind == "page" else "document"
-            message = f"poison {what}: {reason.message} on each of {task.attempts} attempts"
-            yield from self._give_up(task, ErrorInfo("permanent", "PoisonPageError", message, reason.stage))
-            return
-        yield from self._failed(task, reason, seconds)
-
-    def _check_deadlines(self) -> Iterator[Event]:
-        for worker, task, elapsed in self.pool.overdue(self.config.page_timeout):
-            if worker.slot in self._timeouts:
-                continue
-            self._timeouts[worker.slot] = elapsed
-            logger.warning("{}: running for {:.0f} s, past --page-timeout; killing its worker", task.where(), elapsed)
-            self.pool.kill(worker, "page timeout")
-        return
-        yield
-
-
-def _take_all(worker: Any) -> list[Task]:
-    """Every task of a worker slot of an executor without ``take_all``."""
-    tasks = list(worker.in_flight)
-    worker.in_flight.clear()
-    return tasks
-
-
-def _key(task: Task) -> tuple[str, int]:
-    """The ledger key of a task: a page's, or (sha256, -1) for a whole document."""
-    return (task.payload.sha256, task.payload.index if task.kind == "page" else -1)
-
 
 def _with_attempts(result: PageResult, attempts: int) -> PageResult:
     if result.attempts == attempts:

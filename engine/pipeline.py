@@ -73,7 +73,8 @@ class PagePipeline:
         start = time.perf_counter_ns()
         try:
             value = hook(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - every plugin error is classified, never lost
+        except BaseException as exc:  # noqa: BLE001 - every plugin error is classified, never lost;
+            # KeyboardInterrupt and SystemExit too: raised by a plugin, they fail its page, not the worker
             busy = time.perf_counter_ns() - start
             if self.listener:
                 self.listener(stage, busy, True)
@@ -85,6 +86,12 @@ class PagePipeline:
 
     def _failure(self, exc: BaseException, stage: str, hook_name: str, page: PageTask | None, seconds: float) -> StageFailure:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: no classifier, the plugin named
+            plugin = self.registry.plugin_of_traceback(exc.__traceback__)
+            what = f"{type(exc).__name__}({str(exc)})" if str(exc).strip() else type(exc).__name__
+            who = f"plugin {plugin}: {hook_name}" if plugin else hook_name
+            info = ErrorInfo("permanent", type(exc).__name__, f"{who} raised {what}", stage)
+            return StageFailure(info, plugin, hook_name, seconds)
         if isinstance(exc, PluginResultError):  # the plugin broke the contract: no classifier overrules that
             info = ErrorInfo(error_class="permanent", type=type(exc).__name__, message=message, stage=stage)
             return StageFailure(info, exc.plugin, exc.hook, seconds)

@@ -26,7 +26,7 @@ from typing import Any
 import psutil
 from loguru import logger
 
-from engine.lifeline import run_identity
+from engine.lifeline import kill_group, run_identity
 from engine.pagequeue import N_CLASSES, Task
 from engine.progress import ProgressBoard
 from engine.workerhandle import (
@@ -173,10 +173,7 @@ class WorkerPool:
         worker.lost = True
         worker.retiring = worker.retiring or "lost"
         logger.debug("worker {} (pid {}) cannot be written to; ending it", worker.slot, worker.pid)
-        try:
-            worker.process.kill()
-        except (OSError, ValueError):
-            pass
+        _kill(worker)
 
     def tasks_before_recycle(self, worker: WorkerHandle) -> int:
         """How many more tasks the worker may be given before it is recycled (a large number when never)."""
@@ -200,7 +197,7 @@ class WorkerPool:
         if not self.workers:
             time.sleep(max(0.0, min(timeout, 0.05)))
             return []
-        by_conn = {w.conn: w for w in self.workers.values()}
+        by_conn = {w.conn: w for w in self.workers.values() if not w.fault}
         by_sentinel = {w.process.sentinel: w for w in self.workers.values()}
         ready = multiprocessing.connection.wait(list(by_conn) + list(by_sentinel), timeout=max(0.0, timeout))
         events: list[PoolEvent] = []
@@ -220,17 +217,30 @@ class WorkerPool:
         return events
 
     def _drain(self, worker: WorkerHandle) -> list[PoolEvent]:
-        events = []
+        """The messages waiting from a worker. One that cannot be read (a garbled or truncated
+        pickle) is that worker failing: it is ended, reported as a death, and read no more."""
+        events: list[PoolEvent] = []
+        if worker.fault:
+            return events
         try:
             while worker.conn.poll():
                 message = worker.conn.recv()
+                if not (isinstance(message, tuple) and len(message) >= 3):
+                    raise ValueError(f"a message of the wrong shape ({type(message).__name__})")
                 events.append(PoolEvent("message", worker, message))
         except (EOFError, OSError):
             pass
+        except Exception as exc:  # noqa: BLE001 - a broken message ends its worker, never the run
+            worker.fault = f"sent a message that cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
+            logger.warning("worker {} (pid {}) {}; ending it", worker.slot, worker.pid, worker.fault)
+            worker.retiring = worker.retiring or "unreadable message"
+            _kill(worker)
         return events
 
     def _reap(self, worker: WorkerHandle) -> None:
-        """A worker's process has ended: note what it had in hand, settle its counters, free its slot."""
+        """A worker's process has ended: note what it had in hand, settle its counters, free its
+        slot; the programs its plugins started and left running end with it."""
+        kill_group(worker.pid)  # before the join: a child's pid is not reused until it is joined
         worker.process.join(timeout=1)
         worker.final_in_hand, _ = self.board.in_hand(worker.slot)
         worker.final_plugin = self.board.plugin_now(worker.slot)
@@ -301,10 +311,13 @@ class WorkerPool:
     def kill(self, worker: WorkerHandle, reason: str) -> None:
         logger.debug("killing worker {} (pid {}): {}", worker.slot, worker.pid, reason)
         worker.retiring = worker.retiring or reason
-        try:
-            worker.process.kill()
-        except (OSError, ValueError):
-            pass
+        _kill(worker)
+
+    def not_started(self, seconds: float) -> list[WorkerHandle]:
+        """Workers that have not said ready ``seconds`` after they started (and are not being ended)."""
+        now = time.monotonic()
+        return [w for w in self.workers.values()
+                if not w.ready and not w.fault and not w.lost and now - w.started_at > seconds]
 
     def check_memory(self, limit_mb: float) -> dict[int, float]:
         """RSS of each worker in MB; a worker past ``limit_mb`` that has done a task since it
@@ -336,7 +349,9 @@ class WorkerPool:
                 self._transmit(worker, None)
         deadline = time.monotonic() + grace
         for worker in list(self.workers.values()):
-            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            multiprocessing.connection.wait([worker.process.sentinel], max(0.0, deadline - time.monotonic()))
+            kill_group(worker.pid)  # what its plugins started and left running; the worker too if still there
+            worker.process.join(timeout=2)
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join(timeout=2)
@@ -347,10 +362,7 @@ class WorkerPool:
     def terminate(self) -> None:
         """Kill every worker now; attempts they had in hand are counted as killed."""
         for worker in list(self.workers.values()):
-            try:
-                worker.process.kill()
-            except OSError:
-                pass
+            _kill(worker)
         for worker in list(self.workers.values()):
             worker.process.join(timeout=2)
             self._close(worker)
@@ -366,3 +378,12 @@ class WorkerPool:
         worker.exitcode = worker.process.exitcode
         self.board.reconcile_dead(worker.slot)
         worker.process.close()  # its sentinel fd now, rather than at garbage collection
+
+
+def _kill(worker: WorkerHandle) -> None:
+    """SIGKILL to the worker and the process group it leads (the programs its plugins started)."""
+    kill_group(worker.pid)
+    try:
+        worker.process.kill()
+    except (OSError, ValueError):
+        pass  # already gone, or its process object already closed

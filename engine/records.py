@@ -130,12 +130,26 @@ class Issue:
     severity: str = "review"  # "review" or "info"
 
 
+ERROR_MESSAGE_CHARS = 2000  # a longer error message is cut, saying how much was left out
+_CUT_SLACK = 40  # room for that note, so a message cut once is never cut again
+
+
 @dataclass(frozen=True)
 class ErrorInfo:
+    """An error as records, logs and outputs show it; the message is at most about
+    ``ERROR_MESSAGE_CHARS`` characters (a plugin's exception may carry megabytes)."""
+
     error_class: ErrorClass
     type: str  # exception class name
     message: str
     stage: str = ""
+
+    def __post_init__(self) -> None:
+        message = self.message if isinstance(self.message, str) else str(self.message)
+        if len(message) > ERROR_MESSAGE_CHARS + _CUT_SLACK:
+            message = f"{message[:ERROR_MESSAGE_CHARS]}… ({len(message) - ERROR_MESSAGE_CHARS} more characters)"
+        if message is not self.message:
+            object.__setattr__(self, "message", message)
 
     def one_line(self) -> str:
         return f"{self.type}: {self.message}".replace("\n", " ")

@@ -99,6 +99,7 @@ class ScalingDecision:
     target: int
     reason: str
     state: ScalingState
+    held_back: str = ""  # why the target is below what the backlog wants (step 4), "" when it is not
 
 
 def _workers(count: int) -> str:
@@ -193,7 +194,7 @@ def decide_worker_count(inputs: ScalingInputs, limits: ScalingLimits, state: Sca
             reason = f"{why} → {_workers(target)} ({why_not}; wanted {wanted})"
         else:
             reason = f"{why} → {_workers(target)}"
-        return ScalingDecision(target, reason, ScalingState(last_target=target))
+        return ScalingDecision(target, reason, ScalingState(last_target=target), why_not if target < wanted else "")
 
     # 5. down only after down_after_checks consecutive checks agree
     if wanted < current:
@@ -222,6 +223,8 @@ class ResourceProbe:
         self._last_cpu = 0.0
         self._last_at = time.monotonic()
         self._processes: dict[int, psutil.Process] = {}
+        self._readings: dict[tuple[int, float], tuple[float, int]] | None = None  # cpu_percent_of's last
+        self._readings_at = time.monotonic()
         self.cpu_count = psutil.cpu_count() or os.cpu_count() or 1  # for ScalingInputs.cpu_count
         psutil.cpu_percent(None)  # primes the system counter
 
@@ -244,21 +247,56 @@ class ResourceProbe:
         return sizes
 
     def cpu_percent_of(self, pids: Iterable[int]) -> float:
-        """The share of the whole machine (0..100) those processes used since the last call.
+        """The share of the whole machine (0..100) used since the last call by those processes
+        and every process they started (a worker's tesseract runs as its child): all of it is
+        ours. The first call returns 0.
 
-        ``cpu_percent - cpu_percent_of(our pids)`` estimates ``other_cpu_percent``. The first call
-        for a pid counts it as 0.
+        ``cpu_percent - cpu_percent_of(our pids)`` estimates ``other_cpu_percent``. Programs that
+        start and end between two calls (a tesseract takes half a second) are never seen alive,
+        so each process is counted by its cumulative CPU time *including its children's that
+        ended* (``children_user``/``children_system``): a child's time moves into its parent's
+        count when it ends, and is then taken off the child's last reading, not counted twice.
+        One scan of the process table a call (``children(recursive=True)`` of the run's process).
         """
-        total = 0.0
+        now = time.monotonic()
         wanted = set(pids)
-        for pid in wanted:
+        readings: dict[tuple[int, float], tuple[float, int]] = {}  # (pid, started) -> (CPU seconds, ppid)
+        for process in self._family(wanted):
             try:
-                total += self._process(pid).cpu_percent(None)
+                with process.oneshot():
+                    times = process.cpu_times()
+                    key = (process.pid, process.create_time())
+                    readings[key] = (times.user + times.system + times.children_user + times.children_system,
+                                     process.ppid())
             except (psutil.Error, ValueError):
-                self._processes.pop(pid, None)
+                continue
         for pid in set(self._processes) - wanted:
             del self._processes[pid]
-        return min(100.0, total / self.cpu_count)
+        before, self._readings = self._readings, readings
+        elapsed, self._readings_at = now - self._readings_at, now
+        if before is None or elapsed <= 0:
+            return 0.0
+        used = sum(seconds - before[key][0] if key in before else seconds for key, (seconds, _) in readings.items())
+        alive = {pid for pid, _ in readings}
+        for key, (seconds, ppid) in before.items():
+            if key not in readings and ppid in alive:
+                used -= seconds  # ended: its time is in its parent's count of ended children now
+        return max(0.0, min(100.0, used / elapsed / self.cpu_count * 100.0))
+
+    def _family(self, pids: set[int]) -> list[psutil.Process]:
+        """The processes ``pids`` and all their descendants, each once."""
+        found: dict[int, psutil.Process] = {}
+        for pid in sorted(pids, key=lambda p: p != os.getpid()):  # the run's own process first: one scan
+            if pid in found:
+                continue
+            try:
+                process = self._process(pid)
+                found[pid] = process
+                for child in process.children(recursive=True):
+                    found.setdefault(child.pid, child)
+            except (psutil.Error, ValueError):
+                self._processes.pop(pid, None)
+        return list(found.values())
 
     def _process(self, pid: int) -> psutil.Process:
         process = self._processes.get(pid)

@@ -84,8 +84,11 @@ class Scheduler(Outcomes):
         self._feeds: list[Feed] = []
         self._feeds_lock = threading.Lock()
         self._next_scale = 0.0
+        self._held_back_by_others = False  # the last check held growth back for other programs' CPU
         self._timeouts: dict[int, float] = {}  # worker slot -> seconds the killed page had run
         self._deaths_before_ready = 0
+        self._empty_handed_deaths = 0  # deaths in a row of workers holding tasks with none in hand
+        self._failed_seqs: set[int] = set()  # tasks that failed in a call while its breaker was open
         self.cancel_requested = 0.0  # clock time of the first cancel, 0 when none
         self.stop_now = False
         self._stop_handled = False
@@ -184,7 +187,7 @@ class Scheduler(Outcomes):
                 for task in self.timers.due(now):
                     self.queue.push(task)
                 if self.gates.held_count:
-                    for task in self.gates.release():
+                    for task in self.gates.release(lambda task: not self._failed_before(task)):
                         self.queue.push(task)
                 if now >= self._next_scale:
                     self._scale(now)
@@ -223,6 +226,8 @@ class Scheduler(Outcomes):
     def _stop_due(self, now: float) -> bool:
         if self.stop_now:
             return True
+        if self.config.grace <= 0:
+            return True  # --grace 0: pages in flight are not waited for
         started = self.cancel_requested or now
         return now - started > self.config.grace
 
@@ -282,5 +287,13 @@ class Scheduler(Outcomes):
         )
         decision = decide_worker_count(inputs, self.limits, self.scaling_state)
         self.scaling_state = decision.state
+        logger.debug("scaling: {} ready pages, {} of {} workers busy, CPU {:.0f} % ({:.0f} % other programs) of {} "
+                     "cores, {:.0f} MB available, largest worker {:.0f} MB, {:.2f} s a page → {}: {}",
+                     inputs.backlog_pages, inputs.busy_workers, inputs.current_workers, cpu, other_cpu, cpu_count,
+                     available, inputs.worker_rss_mb, inputs.seconds_per_page, decision.target, decision.reason)
+        by_others = "other processes" in decision.held_back
+        if by_others and not self._held_back_by_others:
+            logger.info("no worker added: {} (every program this run started counts as its own)", decision.reason)
+        self._held_back_by_others = by_others
         if decision.target != len(self.pool.live) or decision.target != self.pool.target:
             self.pool.resize(decision.target, decision.reason)

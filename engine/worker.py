@@ -23,30 +23,39 @@ calls that returned and ``failed`` the index of the call that raised (-1: none):
 and ``(-1, "ready", (pid, call_table))`` once at start, ``(-1, "fatal", message)`` when it cannot
 start, ``(-1, "log", (level, message))`` for warnings it logged. It never touches the terminal or
 the ledger, and it ends when the run's process ends (engine.lifeline).
+
+Every message is pickled before it is written and written whole under one lock (engine.wire): a
+plugin thread that logs never corrupts an answer, and an answer that cannot be pickled becomes a
+permanent failure of its page naming what could not be sent, written before the page counts as
+finished. The worker leads a process group of its own, so the parent can end it together with
+the programs its plugins started (engine.lifeline); it leaves SIGINT and SIGTERM to the parent,
+which ends a worker with SIGKILL.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
 from loguru import logger
 
-from engine.lifeline import bind_to_run
+from engine.lifeline import bind_to_run, lead_own_group, leave_stop_signals_to_parent
+from engine.wire import Channel, cut, pickled, unsendable
 
 PendingTask = tuple[int, str, Any, int, int]
 
 
 def worker_main(conn: Connection, slot: int, counters: Any, specs: list[Any], config: Any,
                 run: tuple[int, float] | None = None, kill_with_parent: bool = False) -> None:
+    lead_own_group()
     bind_to_run(run, kill_with_parent)
     os.environ["OMP_THREAD_LIMIT"] = "1"  # several single-threaded tesseracts beat one threaded
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about cancellation
+    leave_stop_signals_to_parent()
+    channel = Channel(conn)
     logger.remove()
-    logger.add(lambda message: _forward_log(conn, message), level="WARNING", format="{message}")
+    logger.add(lambda message: _forward_log(channel, message), level="WARNING", format="{message}")
 
     from engine.gates import CallGate
     from engine.pipeline import PagePipeline
@@ -57,7 +66,7 @@ def worker_main(conn: Connection, slot: int, counters: Any, specs: list[Any], co
     try:
         registry = PluginRegistry.from_specs(specs)
     except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
-        conn.send((-1, "fatal", f"{type(exc).__name__}: {exc}"))
+        channel.send((-1, "fatal", cut(f"{type(exc).__name__}: {exc}")))
         return
     gate = CallGate(registry, writer)
 
@@ -65,25 +74,24 @@ def worker_main(conn: Connection, slot: int, counters: Any, specs: list[Any], co
         writer.stage_finished(stage, busy_ns, failed)
 
     pipeline = PagePipeline(registry, config, listener, writer.stage_started)
-    conn.send((-1, "ready", (os.getpid(), gate.keys)))
+    channel.send((-1, "ready", (os.getpid(), gate.keys)))
     pending: deque[PendingTask] = deque()
     try:
-        while _receive(conn, pending, wait=not pending):
+        while _receive(channel, pending, wait=not pending):
             if not pending:
                 continue  # all it held was taken back
             seq, kind, payload, blocked, trial = pending.popleft()
             gate.begin(blocked, trial)
-            answer = _run_task(pipeline, writer, seq, kind, payload)
-            conn.send((*answer, gate.called, gate.failed))
+            channel.send_bytes(_run_task(pipeline, writer, gate, seq, kind, payload))
     except (BrokenPipeError, EOFError, OSError):
         return
 
 
-def _receive(conn: Connection, pending: deque[PendingTask], wait: bool) -> bool:
+def _receive(channel: Channel, pending: deque[PendingTask], wait: bool) -> bool:
     """Read the messages waiting (and wait for one when ``wait``); False when told to stop."""
-    while wait or conn.poll():
+    while wait or channel.poll():
         wait = False
-        message = conn.recv()
+        message = channel.recv()
         if message is None:
             return False
         what, body = message
@@ -93,34 +101,67 @@ def _receive(conn: Connection, pending: deque[PendingTask], wait: bool) -> bool:
             revoked = set(body)
             for task in pending:
                 if task[0] in revoked:
-                    conn.send((task[0], "revoked", None, 0, -1))
+                    channel.send((task[0], "revoked", None, 0, -1))
             kept = [task for task in pending if task[0] not in revoked]
             pending.clear()
             pending.extend(kept)
     return True
 
 
-def _run_task(pipeline: Any, writer: Any, seq: int, kind: str, payload: Any) -> tuple[int, str, Any]:
+def _run_task(pipeline: Any, writer: Any, gate: Any, seq: int, kind: str, payload: Any) -> bytes:
+    """Run one task; its answer, pickled. The page counts as finished only once its answer is
+    known to be sendable: one that is not is a failure of the page, counted as one."""
     from engine.pipeline import StageError
 
     is_page = kind == "page"
     writer.page_started(seq, counts_as_page=is_page)
     try:
         if kind == "ingest":
-            answer: tuple[int, str, Any] = (seq, "pages", pipeline.ingest(payload))
+            answer: tuple[Any, ...] = (seq, "pages", pipeline.ingest(payload))
         else:
             answer = (seq, "result", pipeline.process(payload))
         errored = False
     except StageError as exc:
         answer = (seq, "failure", exc.failure)
         errored = True
+    try:
+        data = pickled((*answer, gate.called, gate.failed))
+    except Exception:  # noqa: BLE001 - whatever stops pickling, the page fails and the worker lives
+        data = _unsendable_answer(gate, answer, "ingest" if kind == "ingest" else "extract")
+        errored = True
     writer.page_finished(errored, counts_as_page=is_page)
-    return answer
+    return data
 
 
-def _forward_log(conn: Connection, message: Any) -> None:
+def _unsendable_answer(gate: Any, answer: tuple[Any, ...], stage: str) -> bytes:
+    """A permanent failure of the task naming the part of its answer that cannot be pickled and
+    the plugin that returned it."""
+    from engine.pipeline import StageFailure
+    from engine.records import ErrorInfo
+
+    seq, _, value = answer
+    try:
+        what, call = unsendable(value, gate.owner_of)
+    except Exception:  # noqa: BLE001 - describing it must not fail the worker either
+        what, call = "it cannot be pickled", None
+    plugin, hook = gate.keys[call] if call is not None else (None, "")
+    if plugin:
+        message = f"plugin {plugin}: {hook} returned a value that cannot be sent to the parent: {what}"
+    else:
+        message = f"the {'pages' if answer[1] == 'pages' else 'result'} cannot be sent to the parent: {what}"
+    stage = {"pagemill_ingest": "ingest", "pagemill_ocr": "ocr", "pagemill_validate": "validate"}.get(hook, stage)
+    failure = StageFailure(ErrorInfo("permanent", "PluginResultError", message, stage), plugin, hook, 0.0)
+    try:
+        return pickled((seq, "failure", failure, gate.called, call if call is not None else -1))
+    except Exception:  # noqa: BLE001 - the plainest failure pickles
+        plain = StageFailure(ErrorInfo("permanent", "PluginResultError", "the answer cannot be sent to the parent",
+                                       stage), None, "", 0.0)
+        return pickled((seq, "failure", plain, 0, -1))
+
+
+def _forward_log(channel: Channel, message: Any) -> None:
     record = message.record
     try:
-        conn.send((-1, "log", (record["level"].name, record["message"])))
-    except (BrokenPipeError, OSError):
+        channel.send((-1, "log", (record["level"].name, cut(str(record["message"])))))
+    except Exception:  # noqa: BLE001 - a log line that cannot be sent is dropped, never fatal
         pass

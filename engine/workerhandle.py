@@ -21,7 +21,7 @@ from engine.worker import worker_main
 
 # imported once in the forkserver, so that every worker (and every recycled one) starts warm
 PRELOAD_MODULES = [
-    "engine.worker", "engine.pipeline", "engine.registry", "engine.progress", "engine.gates", "engine.lifeline",
+    "engine.forkserver_guard", "engine.worker", "engine.pipeline", "engine.registry", "engine.progress", "engine.gates", "engine.lifeline",
     "psutil", "plugins.pdf_ingest", "plugins.tesseract_ocr", "plugins.template_extract", "plugins.ticket_validate",
     "pypdfium2", "PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "PIL.TiffImagePlugin",
 ]
@@ -45,6 +45,7 @@ class WorkerHandle:
     final_in_hand: int = -1  # once dead: the task it had in hand
     final_plugin: int = -1  # once dead: the plugin call it was in
     exitcode: int | None = None  # once dead
+    fault: str = ""  # why the pool ended it, when it failed (an unreadable message, no start in time)
     pid: int | None = None
 
     @property

@@ -381,3 +381,52 @@ def test_resume_settings_are_the_stored_ones_plus_the_password_and_the_flags_giv
     assert not config.fresh and not config.retry_failed
     argv.append("--retry-failed")
     assert cli.run_config(parser.parse_args(argv), stored).retry_failed  # given to this resume: applies once
+
+
+# ------------------------------------------------------------------ cancelling while the run starts
+SLOW_START = """
+import pathlib, time
+from engine import hookimpl
+
+@hookimpl
+def pagemill_preflight(config):
+    pathlib.Path({marker!r}).touch()
+    time.sleep({seconds})
+"""
+
+
+def _starting_run(noop_archive, tmp_path, seconds: float) -> tuple[subprocess.Popen, Path]:
+    archive = noop_archive([5, 5])
+    marker = tmp_path / "preflight"
+    plugin = tmp_path / "slow_start.py"
+    plugin.write_text(SLOW_START.format(marker=str(marker), seconds=seconds))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    process = subprocess.Popen([*PAGEMILL, "run", str(archive), "--out", str(tmp_path / "out"), "--plugin",
+                                "plugins.noop", "--plugin", str(plugin), "--no-progress"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return process, tmp_path / "out"
+
+
+def test_sigterm_while_the_run_starts_cancels_it_once_started(noop_archive, tmp_path) -> None:
+    process, out = _starting_run(noop_archive, tmp_path, seconds=1.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "pagemill resume" in stderr
+    assert not (out / "results.jsonl").exists() or (out / "results.jsonl").read_text() == ""
+    again = pagemill("resume", str(out), "--no-progress")
+    assert again.returncode == 0, again.stderr
+    assert len(_records(out)) == 10
+
+
+def test_a_second_ctrl_c_while_the_run_starts_stops_at_once(noop_archive, tmp_path) -> None:
+    process, _ = _starting_run(noop_archive, tmp_path, seconds=600)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)  # not the preflight's 600 s
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr

@@ -275,3 +275,30 @@ def test_a_run_leaves_the_hosts_multiprocessing_settings_as_they_were(noop_archi
     lines = done.stdout.splitlines()
     assert lines[0] == "method None" and lines[-1] == "set ok"
     assert lines[1].startswith("preload ['json', ") and "engine" in lines[1]
+
+
+STARTING: list[Engine] = []
+
+
+class CancelsWhileStarting:
+    """Cancels its engine from the run's preflight: before the run's session exists."""
+
+    name = "cancels_while_starting"
+
+    @hookimpl
+    def pagemill_preflight(self, config):
+        STARTING[-1].cancel()
+
+
+def test_a_cancel_while_the_run_starts_ends_it_at_once_as_cancelled(noop_archive, tmp_path) -> None:
+    archive = noop_archive([3, 3])
+    engine = Engine(noop_config(tmp_path / "out"), plugins=[CancelsWhileStarting()])
+    STARTING.append(engine)
+    try:
+        results = list(engine.process(archive))
+    finally:
+        STARTING.clear()
+    assert results == []
+    assert engine.last_summary.status == "cancelled" and engine.last_summary.exit_code == 130
+    again = Engine(noop_config(tmp_path / "out"))  # resumable: nothing was lost, nothing is left pending
+    assert len(list(again.process(archive))) == 6 and again.last_summary.status == "finished"

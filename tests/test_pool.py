@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import FAULTS, noop_config
 from loguru import logger
@@ -160,3 +162,117 @@ def test_an_idle_worker_that_dies_is_logged_and_replaced_at_once(noop_archive, t
                    what="the death logged")
         wait_until(lambda: any("started: replacing worker" in line for line in log_lines), what="the replacement")
         assert len(pool.live) == 2
+
+
+# ------------------------------------------------------------- a worker's process group and signals
+def test_a_worker_leads_its_own_group_ignores_sigterm_and_passes_no_descriptor_on(tmp_path) -> None:
+    pool = make_pool(tmp_path)
+    try:
+        pool.resize(1, "test")
+        collect(pool, lambda events: all(w.ready for w in pool.workers.values()))
+        worker = next(iter(pool.workers.values()))
+        assert os.getpgid(worker.pid) == worker.pid != os.getpgrp()
+        os.kill(worker.pid, signal.SIGTERM)  # systemd's stop reaches every process: the parent decides
+        os.kill(worker.pid, signal.SIGINT)
+        (tmp_path / "gate").touch()
+        task = page_task(0)
+        pool.send(worker, task)
+        events = collect(pool, lambda events: answers(events) or any(e.kind == "died" for e in events))
+        assert answers(events) == [(task.seq, "result")]
+        inheritable = []
+        for fd in os.listdir(f"/proc/{worker.pid}/fd"):
+            flags = int(Path(f"/proc/{worker.pid}/fdinfo/{fd}").read_text().split("flags:")[1].split()[0], 8)
+            if int(fd) > 2 and not flags & os.O_CLOEXEC:
+                inheritable.append(fd)
+        assert inheritable == []  # a program a plugin starts keeps no pipe of the run open
+    finally:
+        pool.shutdown()
+
+
+def test_the_forkserver_outlives_a_sigterm_to_the_run_s_process_group(tmp_path) -> None:
+    pool = make_pool(tmp_path)
+    try:
+        pool.resize(1, "test")
+        collect(pool, lambda events: all(w.ready for w in pool.workers.values()))
+        worker = next(iter(pool.workers.values()))
+        forkserver = psutil.Process(worker.pid).parent()
+        assert "forkserver" in " ".join(forkserver.cmdline())
+        forkserver.send_signal(signal.SIGTERM)  # as systemd's stop sends it to every process of the run
+        time.sleep(0.3)  # a signal that kills takes effect by then
+        assert forkserver.status() != psutil.STATUS_ZOMBIE
+        (tmp_path / "gate").touch()
+        task = page_task(0)
+        pool.send(worker, task)
+        events = collect(pool, lambda events: answers(events) or any(e.kind == "died" for e in events))
+        assert answers(events) == [(task.seq, "result")]
+    finally:
+        pool.shutdown()
+
+
+class BrokenConn:
+    """A pipe end whose next message cannot be unpickled."""
+
+    def poll(self) -> bool:
+        return True
+
+    def recv(self):
+        raise UnicodeDecodeError("utf-8", b"\x80", 0, 1, "invalid start byte")
+
+
+def test_a_message_that_cannot_be_read_ends_its_worker_as_a_death(tmp_path, log_lines) -> None:
+    pool = make_pool(tmp_path)
+    try:
+        pool.resize(1, "test")
+        collect(pool, lambda events: all(w.ready for w in pool.workers.values()))
+        worker = next(iter(pool.workers.values()))
+        real_conn, worker.conn = worker.conn, BrokenConn()
+        assert pool._drain(worker) == []
+        assert worker.fault.startswith("sent a message that cannot be read (UnicodeDecodeError")
+        worker.conn = real_conn
+        events = collect(pool, lambda events: any(e.kind == "died" for e in events))
+        assert [e.worker for e in events if e.kind == "died"] == [worker]
+        assert any("cannot be read" in line for line in log_lines)
+    finally:
+        pool.shutdown()
+
+
+CHILD = '''
+import os, subprocess, sys, time
+from engine import hookimpl
+
+@hookimpl
+def pagemill_extract(page, ocr, config):
+    pids = config.options["child_pids"]
+    child = [sys.executable, "-c", f"import os, time; open({pids!r} + '.' + str(os.getpid()), 'w'); time.sleep(300)"]
+    if page.index == 0:
+        subprocess.Popen(child)  # left running
+    elif page.index == 1:
+        os.system(" ".join(child[:2]) + ' "' + child[2] + '"')  # waited for: the page hangs
+    return []
+'''
+
+
+def children_of(prefix: Path) -> list[int]:
+    return [int(path.suffix[1:]) for path in prefix.parent.glob(prefix.name + ".*")]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+@pytest.mark.slow
+def test_programs_a_plugin_starts_end_with_its_worker_at_a_timeout_and_at_the_end(noop_archive, tmp_path) -> None:
+    archive = noop_archive([2])
+    (tmp_path / "child.py").write_text(CHILD)
+    (tmp_path / "pids").mkdir()
+    prefix = tmp_path / "pids" / "child"
+    config = noop_config(tmp_path / "out", plugins=(str(tmp_path / "child.py"),), workers="1", page_timeout=1.0,
+                         max_attempts=1, options={"child_pids": str(prefix)})
+    results = list(Engine(config).process(archive))
+    assert {r.page: r.status for r in results} == {1: "ok", 2: "failed"}
+    started = children_of(prefix)
+    assert len(started) == 2
+    wait_until(lambda: not any(alive(pid) for pid in started), timeout=10, what="the plugin's programs gone")

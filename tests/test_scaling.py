@@ -6,6 +6,7 @@ import itertools
 import os
 
 import pytest
+from waiting import wait_until
 
 from engine.scaling import (
     FakeProbe,
@@ -185,3 +186,35 @@ def test_fake_probe_plays_its_script_and_repeats_the_last() -> None:
     assert probe.cpu_percent_of([7]) == 20.0 and probe.cpu_count == 2
     with pytest.raises(ValueError):
         FakeProbe([])
+
+
+BURN = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end:\n    pass\n"
+
+
+def test_the_probe_counts_the_cpu_of_programs_our_processes_started_even_short_lived_ones() -> None:
+    import subprocess
+    import sys
+
+    probe = ResourceProbe()
+    me = os.getpid()
+    probe.cpu_percent_of([me])  # the first reading
+    before = probe._readings_at
+    # a child that burns 0.4 s of CPU and ends between two readings: never seen alive
+    subprocess.run([sys.executable, "-c", BURN.format(seconds=0.4)], check=True)
+    share = probe.cpu_percent_of([me])
+    elapsed = probe._readings_at - before
+    used = share / 100 * elapsed * probe.cpu_count
+    assert used >= 0.35  # the child's CPU counts as ours
+    # one alive at a reading and ended before the next is counted once, not twice
+    child = subprocess.Popen([sys.executable, "-c", BURN.format(seconds=0.6) + "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    import psutil
+
+    wait_until(lambda: psutil.Process(child.pid).cpu_times().user + psutil.Process(child.pid).cpu_times().system
+               >= 0.6 * 0.9, what="the child's CPU burnt")
+    probe.cpu_percent_of([me])
+    middle = probe._readings_at
+    child.communicate(b"")
+    last = probe.cpu_percent_of([me])
+    counted = last / 100 * (probe._readings_at - middle) * probe.cpu_count
+    assert counted < 0.3, "a child's CPU counted again when it ended"

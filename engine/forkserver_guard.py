@@ -1,0 +1,30 @@
+"""SIGTERM ignored by the forkserver, as it ignores SIGINT (worker side).
+
+A SIGTERM sent to the run's whole process group (``systemctl stop``, ``kill -TERM -PGID``,
+``timeout``) reaches the forkserver, which the standard library lets die of it; every worker
+forked from it then goes too, before the parent has decided anything. The parent handles SIGTERM
+as a cancel (pages in flight finish within the grace period) and the forkserver ends by itself
+once the run and its workers are gone, so it has no use for the signal.
+
+The forkserver imports this module at its start (it is in ``engine.workerhandle.PRELOAD_MODULES``);
+imported anywhere else it does nothing.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+
+def _imported_by_forkserver() -> bool:
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "main" and frame.f_globals.get("__name__") == "multiprocessing.forkserver":
+            return True
+        frame = frame.f_back
+    return False
+
+
+if threading.current_thread() is threading.main_thread() and _imported_by_forkserver():
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
