@@ -39,6 +39,18 @@ def noop_archive(tmp_path: Path):
     return make
 
 
+def noop_folders(tmp_path: Path, **pages: list[int]) -> dict[str, Path]:
+    """One folder per name, of .noop documents with the given page counts."""
+    made = {}
+    for name, counts in pages.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        for number, count in enumerate(counts):
+            write_noop_document(folder / f"{name}{number}.noop", count)
+        made[name] = folder
+    return made
+
+
 def noop_config(out: Path | None, **changes):
     from engine.config import EngineConfig
 

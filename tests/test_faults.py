@@ -26,6 +26,18 @@ def run_with_fault(noop_archive, tmp_path: Path, kind: str, **changes):
     return results, engine.last_summary
 
 
+def process_keeping_scheduler(config, archive: Path):
+    """Every result of one process() call, the run's counters read before the engine closes,
+    its scheduler and the engine."""
+    with Engine(config) as engine:
+        results = []
+        for result in engine.process(archive):
+            results.append(result)
+            scheduler = engine.session.scheduler
+        counters = scheduler.run_counters()
+    return results, counters, scheduler, engine
+
+
 def check_poisoned(results, summary, reason: str) -> None:
     by_page = {(Path(r.document).name, r.page): r for r in results}
     assert len(results) == 8 == len(by_page), "a page was lost or done twice"
@@ -124,12 +136,7 @@ def test_counters_match_the_results_after_a_crash_a_retry_and_a_poison_page(noop
                "flaky_state": str(tmp_path / "flaky")}
     config = noop_config(tmp_path / "out", plugins=(FAULTS, FLAKY), options=options, max_attempts=2,
                          retry_base_delay=0.05, retry_max_delay=0.1)
-    with Engine(config) as engine:
-        results = []
-        for result in engine.process(archive):
-            results.append(result)
-            scheduler = engine.session.scheduler
-        counters = scheduler.run_counters()
+    results, counters, _, _ = process_keeping_scheduler(config, archive)
     assert len(results) == 10 == len({(r.document, r.page) for r in results})
     finished = [r for r in results if r.status != "failed"]
     failed = [r for r in results if r.status == "failed"]
@@ -150,12 +157,7 @@ def test_a_crash_among_short_batched_pages_loses_no_finished_page_and_counts_non
     options = {"fault_kind": "exit", "fault_match": "doc001.noop page 30"}
     config = noop_config(tmp_path / "out", plugins=(FAULTS,), options=options, max_attempts=2, noop_ms=1,
                          retry_base_delay=0.01, retry_max_delay=0.02)
-    with Engine(config) as engine:
-        results = []
-        for result in engine.process(archive):
-            results.append(result)
-            scheduler = engine.session.scheduler
-        counters = scheduler.run_counters()
+    results, counters, _, _ = process_keeping_scheduler(config, archive)
     assert len(results) == 80 == len({(r.document, r.page) for r in results})
     finished = [r for r in results if r.status != "failed"]
     assert len(finished) == 79
@@ -170,10 +172,6 @@ def test_a_plugin_that_crashes_or_hangs_opens_its_breaker_and_every_page_ends(no
     options = {"fault_kind": kind, "fault_match": "doc001.noop page 2"}
     config = noop_config(tmp_path / "out", plugins=(FAULTS,), options=options, max_attempts=2, page_timeout=1.0,
                          retry_base_delay=0.05, retry_max_delay=0.1, breaker_threshold=1, breaker_reset_seconds=0.2)
-    with Engine(config) as engine:
-        results = []
-        for result in engine.process(archive):
-            results.append(result)
-            scheduler = engine.session.scheduler
+    results, _, scheduler, engine = process_keeping_scheduler(config, archive)
     check_poisoned(results, engine.last_summary, "past 1 s" if kind == "hang" else "exited with code 3")
     assert scheduler.breaker_counts()["faults.pagemill_extract"]["opened"] >= 1

@@ -9,30 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import noop_config
+from conftest import noop_config, noop_folders
+from waiting import wait_until
 
 from engine import Engine
 from engine.handover import HANDOVER_PAGES
 from engine.ledger import LEDGER_NAME
-from plugins.noop import write_noop_document
-
-
-def folders(tmp_path: Path, **pages: list[int]) -> dict[str, Path]:
-    made = {}
-    for name, counts in pages.items():
-        folder = tmp_path / name
-        folder.mkdir()
-        for number, count in enumerate(counts):
-            write_noop_document(folder / f"{name}{number}.noop", count)
-        made[name] = folder
-    return made
-
-
-def wait_for(condition, limit: float = 30.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.01)
 
 
 def committed(out: Path, folder: str) -> set[tuple[str, int]]:
@@ -53,7 +35,7 @@ def rest_of(out: Path, archive: Path) -> list[tuple[str, int]]:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("ending", ["break", "error", "ctrl-c"])
 def test_a_loop_beside_jobs_that_ends_early_loses_no_page_and_gets_none_twice(tmp_path, ending) -> None:
-    dirs = folders(tmp_path, low=[20], high=[10, 10, 10])
+    dirs = noop_folders(tmp_path, low=[20], high=[10, 10, 10])
     out = tmp_path / "out"
     delivered: list[tuple[str, int]] = []
     error = {"break": None, "error": ValueError, "ctrl-c": KeyboardInterrupt}[ending]
@@ -64,7 +46,7 @@ def test_a_loop_beside_jobs_that_ends_early_loses_no_page_and_gets_none_twice(tm
             for page in engine.process(dirs["high"], priority="high"):
                 delivered.append(page.key)
                 if len(delivered) == 3:  # more pages are committed than the loop has taken
-                    wait_for(lambda: len(committed(out, "high")) >= len(delivered) + 3)
+                    wait_until(lambda: len(committed(out, "high")) >= len(delivered) + 3)
                     if error is not None:
                         raise error()
                     break
@@ -78,7 +60,7 @@ def test_a_loop_beside_jobs_that_ends_early_loses_no_page_and_gets_none_twice(tm
 
 @pytest.mark.timeout(60)
 def test_a_slow_loop_beside_jobs_holds_a_few_pages_at_most(tmp_path) -> None:
-    dirs = folders(tmp_path, low=[4], high=[60, 60])
+    dirs = noop_folders(tmp_path, low=[4], high=[60, 60])
     most = 0
     with Engine(noop_config(tmp_path / "out", noop_ms=0)) as engine:
         engine.submit(dirs["low"], priority="low")
@@ -94,7 +76,7 @@ def test_a_slow_loop_beside_jobs_holds_a_few_pages_at_most(tmp_path) -> None:
 
 @pytest.mark.timeout(60)
 def test_a_loop_that_waits_for_a_job_inside_it_does_not_hold_the_run_up(tmp_path) -> None:
-    dirs = folders(tmp_path, low=[40], high=[40])
+    dirs = noop_folders(tmp_path, low=[40], high=[40])
     with Engine(noop_config(tmp_path / "out", noop_ms=0)) as engine:
         low = engine.submit(dirs["low"], priority="low")
         taken = 0
@@ -107,7 +89,7 @@ def test_a_loop_that_waits_for_a_job_inside_it_does_not_hold_the_run_up(tmp_path
 
 @pytest.mark.timeout(60)
 def test_the_summary_of_a_loop_beside_jobs_counts_its_skipped_pages_documents_and_outputs(tmp_path) -> None:
-    dirs = folders(tmp_path, low=[6], old=[3, 4], new=[2, 2])
+    dirs = noop_folders(tmp_path, low=[6], old=[3, 4], new=[2, 2])
     out = tmp_path / "out"
     with Engine(noop_config(out)) as engine:
         assert engine.run(dirs["old"]).pages_total == 7
@@ -146,7 +128,7 @@ def test_close_from_another_thread_ends_the_running_loop_cleanly(tmp_path, noop_
 
     thread = threading.Thread(target=loop)
     thread.start()
-    wait_for(lambda: len(got) >= 3)
+    wait_until(lambda: len(got) >= 3)
     engine.close()
     assert not thread.is_alive()  # close() waited for the loop
     thread.join()

@@ -8,18 +8,17 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import noop_config
+from conftest import noop_config, noop_folders
+from waiting import wait_until
 
 from engine import Engine
 from engine.api import stored_inputs
 from engine.errors import ConfigError, CriticalError, EngineClosedError
 from engine.ledger import LEDGER_NAME, Ledger
 from engine.mainguard import GUARD_MESSAGE, _guarded
-from plugins.noop import write_noop_document
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,33 +34,14 @@ def pagemill_extract(page, ocr, config):
 """
 
 
-def folders(tmp_path: Path, **pages: list[int]) -> dict[str, Path]:
-    """One folder per name, of .noop documents with the given page counts."""
-    made = {}
-    for name, counts in pages.items():
-        folder = tmp_path / name
-        folder.mkdir()
-        for number, count in enumerate(counts):
-            write_noop_document(folder / f"{name}{number}.noop", count)
-        made[name] = folder
-    return made
-
-
 def ledger_of(out: Path) -> Ledger:
     return Ledger(out / LEDGER_NAME)
-
-
-def wait_for(condition, limit: float = 30.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.01)
 
 
 # ------------------------------------------------------------------ process() beside jobs
 @pytest.mark.timeout(60)
 def test_process_while_a_job_runs_streams_through_the_jobs_and_every_page_is_done_once(tmp_path) -> None:
-    dirs = folders(tmp_path, low=[8, 8, 8, 8], high=[4])
+    dirs = noop_folders(tmp_path, low=[8, 8, 8, 8], high=[4])
     out = tmp_path / "out"
     with Engine(noop_config(out, noop_ms=10)) as engine:
         low = engine.submit(dirs["low"], priority="low")
@@ -75,7 +55,7 @@ def test_process_while_a_job_runs_streams_through_the_jobs_and_every_page_is_don
 
 @pytest.mark.timeout(60)
 def test_leaving_a_process_loop_beside_jobs_cancels_that_loop_only(tmp_path) -> None:
-    dirs = folders(tmp_path, low=[6, 6], high=[100, 100])
+    dirs = noop_folders(tmp_path, low=[6, 6], high=[100, 100])
     with Engine(noop_config(tmp_path / "out", noop_ms=10)) as engine:
         low = engine.submit(dirs["low"], priority="low")
         for _ in engine.process(dirs["high"], priority="high"):
@@ -87,13 +67,13 @@ def test_leaving_a_process_loop_beside_jobs_cancels_that_loop_only(tmp_path) -> 
 # ------------------------------------------------------------------ leaving the with block on an error
 @pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt])
 def test_an_error_in_the_with_block_cancels_the_jobs_and_records_the_run_cancelled(tmp_path, error) -> None:
-    dirs = folders(tmp_path, big=[100, 100, 100, 100])
+    dirs = noop_folders(tmp_path, big=[100, 100, 100, 100])
     out = tmp_path / "out"
     engine = Engine(noop_config(out, noop_ms=20))
     with pytest.raises(error):
         with engine:
             job = engine.submit(dirs["big"])
-            wait_for(lambda: job.progress().pages_done >= 2)
+            wait_until(lambda: job.progress().pages_done >= 2)
             raise error()
     assert job.status() == "cancelled" and job.progress().pages_done < 400
     assert engine.last_summary.status == "cancelled"
@@ -105,7 +85,7 @@ def test_an_error_in_the_with_block_cancels_the_jobs_and_records_the_run_cancell
 def test_a_critical_stop_fails_the_job_and_the_next_submit_says_why(tmp_path) -> None:
     plugin = tmp_path / "critical_plugin.py"
     plugin.write_text(CRITICAL_PLUGIN)
-    dirs = folders(tmp_path, docs=[10, 10, 10])
+    dirs = noop_folders(tmp_path, docs=[10, 10, 10])
     with Engine(noop_config(tmp_path / "out", noop_ms=5, plugins=(str(plugin),))) as engine:
         job = engine.submit(dirs["docs"])
         with pytest.raises(CriticalError, match="disk on fire"):
@@ -162,14 +142,14 @@ def test_priorities_are_checked_up_front_in_any_case(tmp_path, noop_archive) -> 
 
 # ------------------------------------------------------------------ progress and the end of jobs
 def test_on_progress_ends_with_the_final_figures_and_a_finished_job_stays_done(tmp_path) -> None:
-    dirs = folders(tmp_path, a=[20, 20, 20], b=[7])
+    dirs = noop_folders(tmp_path, a=[20, 20, 20], b=[7])
     seen = []
     with Engine(noop_config(tmp_path / "out", noop_ms=5), on_progress=seen.append) as engine:
         list(engine.process(dirs["a"]))
         assert (seen[-1].pages_done, seen[-1].pages_known) == (60, 60)
         job = engine.submit(dirs["b"])
         job.result(timeout=60)
-        wait_for(lambda: (seen[-1].pages_done, seen[-1].pages_known) == (7, 7))  # the job's last figures, unasked
+        wait_until(lambda: (seen[-1].pages_done, seen[-1].pages_known) == (7, 7))  # the job's last figures, unasked
         job.cancel()
         assert job.status() == "done"
 

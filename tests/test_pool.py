@@ -40,6 +40,13 @@ def page_task(index: int) -> Task:
     return Task(next_seq(), "page", payload, 2, 10)
 
 
+def one_ready_worker(pool: WorkerPool):
+    """Start one worker and wait until it says it is ready."""
+    pool.resize(1, "test")
+    collect(pool, lambda events: all(w.ready for w in pool.workers.values()))
+    return next(iter(pool.workers.values()))
+
+
 def collect(pool: WorkerPool, until, timeout: float = 30.0) -> list[PoolEvent]:
     """Pool events until ``until(events)`` holds; ready messages mark their worker ready."""
     events: list[PoolEvent] = []
@@ -62,9 +69,7 @@ def answers(events: list[PoolEvent]) -> list[tuple[int, str]]:
 def test_a_waiting_task_is_given_back_and_a_started_one_finishes(tmp_path) -> None:
     pool = make_pool(tmp_path)
     try:
-        pool.resize(1, "test")
-        collect(pool, lambda events: all(w.ready for w in pool.workers.values()))
-        worker = next(iter(pool.workers.values()))
+        worker = one_ready_worker(pool)
         first, second = page_task(0), page_task(1)
         pool.send_batch(worker, [first, second])
         wait_until(lambda: pool.board.in_hand(worker.slot)[0] == first.seq, what="the first task in hand")
@@ -83,9 +88,7 @@ def test_a_waiting_task_is_given_back_and_a_started_one_finishes(tmp_path) -> No
 def test_a_task_asked_back_after_it_started_is_finished_and_not_lost(tmp_path, monkeypatch) -> None:
     pool = make_pool(tmp_path)
     try:
-        pool.resize(1, "test")
-        collect(pool, lambda events: all(w.ready for w in pool.workers.values()))
-        worker = next(iter(pool.workers.values()))
+        worker = one_ready_worker(pool)
         task = page_task(0)
         pool.send(worker, task)
         wait_until(lambda: pool.board.in_hand(worker.slot)[0] == task.seq, what="the task in hand")
@@ -102,9 +105,7 @@ def test_a_task_asked_back_after_it_started_is_finished_and_not_lost(tmp_path, m
 def test_a_send_to_a_dead_worker_is_reported_as_its_death(tmp_path) -> None:
     pool = make_pool(tmp_path)
     try:
-        pool.resize(1, "test")
-        collect(pool, lambda events: all(w.ready for w in pool.workers.values()))
-        worker = next(iter(pool.workers.values()))
+        worker = one_ready_worker(pool)
         worker.process.kill()
         worker.process.join(5)
         task = page_task(0)
@@ -136,9 +137,7 @@ def test_a_start_waits_for_a_free_progress_slot(tmp_path) -> None:
 def test_a_fresh_worker_over_the_memory_limit_is_not_recycled_and_the_limit_is_named(tmp_path, log_lines) -> None:
     pool = make_pool(tmp_path)
     try:
-        pool.resize(1, "test")
-        collect(pool, lambda events: all(w.ready for w in pool.workers.values()))
-        worker = next(iter(pool.workers.values()))
+        worker = one_ready_worker(pool)
         for _ in range(3):
             pool.check_memory(1)
         assert not worker.retiring
@@ -168,9 +167,7 @@ def test_an_idle_worker_that_dies_is_logged_and_replaced_at_once(noop_archive, t
 def test_a_worker_leads_its_own_group_ignores_sigterm_and_passes_no_descriptor_on(tmp_path) -> None:
     pool = make_pool(tmp_path)
     try:
-        pool.resize(1, "test")
-        collect(pool, lambda events: all(w.ready for w in pool.workers.values()))
-        worker = next(iter(pool.workers.values()))
+        worker = one_ready_worker(pool)
         assert os.getpgid(worker.pid) == worker.pid != os.getpgrp()
         os.kill(worker.pid, signal.SIGTERM)  # systemd's stop reaches every process: the parent decides
         os.kill(worker.pid, signal.SIGINT)
@@ -192,9 +189,7 @@ def test_a_worker_leads_its_own_group_ignores_sigterm_and_passes_no_descriptor_o
 def test_the_forkserver_outlives_a_sigterm_to_the_run_s_process_group(tmp_path) -> None:
     pool = make_pool(tmp_path)
     try:
-        pool.resize(1, "test")
-        collect(pool, lambda events: all(w.ready for w in pool.workers.values()))
-        worker = next(iter(pool.workers.values()))
+        worker = one_ready_worker(pool)
         forkserver = psutil.Process(worker.pid).parent()
         assert "forkserver" in " ".join(forkserver.cmdline())
         forkserver.send_signal(signal.SIGTERM)  # as systemd's stop sends it to every process of the run
@@ -222,9 +217,7 @@ class BrokenConn:
 def test_a_message_that_cannot_be_read_ends_its_worker_as_a_death(tmp_path, log_lines) -> None:
     pool = make_pool(tmp_path)
     try:
-        pool.resize(1, "test")
-        collect(pool, lambda events: all(w.ready for w in pool.workers.values()))
-        worker = next(iter(pool.workers.values()))
+        worker = one_ready_worker(pool)
         real_conn, worker.conn = worker.conn, BrokenConn()
         assert pool._drain(worker) == []
         assert worker.fault.startswith("sent a message that cannot be read (UnicodeDecodeError")
