@@ -204,6 +204,19 @@ def test_the_forkserver_outlives_a_sigterm_to_the_run_s_process_group(tmp_path) 
         pool.shutdown()
 
 
+def test_processes_the_forkserver_starts_for_the_host_still_die_of_sigterm(tmp_path) -> None:
+    pool = make_pool(tmp_path)
+    try:
+        one_ready_worker(pool)  # the forkserver is up, with its own SIGTERM ignored
+        host_process = pool.ctx.Process(target=time.sleep, args=(60,))  # as a host's Pool.terminate() meets it
+        host_process.start()
+        host_process.terminate()
+        host_process.join(10)
+        assert host_process.exitcode == -signal.SIGTERM
+    finally:
+        pool.shutdown()
+
+
 class BrokenConn:
     """A pipe end whose next message cannot be unpickled."""
 
