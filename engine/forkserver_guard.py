@@ -6,10 +6,12 @@ forked from it then goes too, before the parent has decided anything. The parent
 as a cancel (pages in flight finish within the grace period) and the forkserver ends by itself
 once the run and its workers are gone, so it has no use for the signal.
 
-Only the forkserver ignores it: every process it forks gets SIGTERM's default back at once. The
+Only the forkserver ignores it: every process it forks gets SIGTERM's default back. The
 forkserver is the host's too (one per process), and a host's own processes started from it, a
-``multiprocessing.Pool`` whose ``terminate()`` sends SIGTERM for one, must die of it. pagemill's
-workers then set their own signal handling (``engine.lifeline``).
+``multiprocessing.Pool`` whose ``terminate()`` sends SIGTERM for one, must die of it. The
+forkserver also blocks the signal, so a child is forked with it blocked and a SIGTERM sent before
+the child has restored the default waits, pending, until it has (a signal that is ignored when it
+arrives is lost). pagemill's workers then set their own signal handling (``engine.lifeline``).
 
 The forkserver imports this module at its start (it is in ``engine.workerhandle.PRELOAD_MODULES``);
 imported anywhere else it does nothing.
@@ -34,8 +36,10 @@ def _imported_by_forkserver() -> bool:
 
 def _default_sigterm() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 if threading.current_thread() is threading.main_thread() and _imported_by_forkserver():
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     os.register_at_fork(after_in_child=_default_sigterm)
