@@ -82,7 +82,7 @@ def threads_cluster():
     """An in-process cluster (no nanny: a busy worker cannot be restarted)."""
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
         yield cluster
 
 
@@ -91,7 +91,7 @@ def process_cluster():
     """One worker process under a nanny: it pickles and can be restarted."""
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         yield cluster
 
 
@@ -208,7 +208,7 @@ def test_a_scheduler_lost_mid_run_stops_the_run_critical_and_keeps_what_was_done
 
     monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT", 0.5)  # how long the client tries to get it back
     archive = noop_archive([5, 5, 5])
-    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None, protocol="tcp")
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0", protocol="tcp")
     seen: list[str] = []
 
     def on_page_done(result) -> None:
