@@ -113,8 +113,10 @@ def command_run(args: argparse.Namespace, registry: Any, stored: dict[str, Any] 
             engine.cancel()
         else:
             engine.cancel(immediate=True)
-            if starting:
-                raise KeyboardInterrupt  # nothing started yet: nothing to keep, stop where it is
+            if starting or cancels["count"] > 2:
+                # nothing started yet, or the run is stuck where it cannot look (reading a slow
+                # file): stop where it is; what was committed stays committed
+                raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     display.start()

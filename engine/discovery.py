@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator, TextIO
@@ -113,7 +114,13 @@ def iter_documents(
     for path in iter_paths(inputs, exclude, stdin):
         kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "pdf"
         try:
-            size = path.stat().st_size
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):
+                # a named pipe or a device would block (or never end) a read: the worker that
+                # opens it says what it is, as one failed record naming the file
+                yield Document(path=str(path), sha256=unread_key(path), size=0, priority=priority, kind=kind)  # type: ignore[arg-type]
+                continue
+            size = info.st_size
             digest = sha256_of(path)
         except OSError as exc:
             # opening it in a worker fails the same way: one failed record naming the file

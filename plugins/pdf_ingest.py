@@ -34,6 +34,8 @@ hangs inside a parser is ended by the engine's page timeout, which also covers i
 from __future__ import annotations
 
 import math
+import os
+import stat
 import time
 from typing import Any
 
@@ -84,6 +86,9 @@ def pagemill_ingest(document: Document, config: Any) -> list[PageTask]:
 
 def _kind_of(path: str) -> str:
     try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise UnsupportedDocumentError(f"not a regular file ({_special_kind(mode)})")
         with open(path, "rb") as handle:
             head = handle.read(1024)
     except OSError as exc:
@@ -94,6 +99,14 @@ def _kind_of(path: str) -> str:
     if kind == "unknown":
         raise UnsupportedDocumentError(unsupported_message(head))
     return kind
+
+
+def _special_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "a special file"
 
 
 def _ingest_pdf(document: Document, config: Any) -> list[PageTask]:
