@@ -9,7 +9,7 @@ from pathlib import Path
 from loguru import logger
 
 from engine.config import EngineConfig
-from engine.errors import CriticalError
+from engine.errors import ConfigError, CriticalError
 from engine.ledger import LEDGER_NAME, Ledger
 from engine.outlock import OutputLock
 from engine.registry import PluginRegistry
@@ -24,6 +24,8 @@ def preflight(config: EngineConfig, registry: PluginRegistry) -> None:
         return
     out = Path(config.out_dir)
     existing = next((folder for folder in (out, *out.parents) if folder.exists()), Path("."))
+    if not existing.is_dir():  # a usage error, as for `pagemill sample`: --out names a file
+        raise ConfigError(f"--out {out}: {existing} is a file, not a folder")
     try:
         free_mb = shutil.disk_usage(existing).free / 2**20
     except OSError as exc:

@@ -86,11 +86,21 @@ def test_run_with_a_failed_page_exits_1(noop_archive, tmp_path) -> None:
 
 def test_critical_stop_exits_3(noop_archive, tmp_path) -> None:
     archive = noop_archive([2])
+    done = pagemill("run", str(archive), "--out", "/proc/pagemill-out", "--min-free-disk", "0", "--plugin", "plugins.noop",
+                    "--no-progress")
+    assert done.returncode == 3, done.stderr  # /proc takes no folder, even from root
+    assert "not writable" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_output_folder_under_a_file_is_bad_usage(noop_archive, tmp_path) -> None:
+    archive = noop_archive([2])
     blocker = tmp_path / "file-not-folder"
     blocker.write_text("x")
-    done = pagemill("run", str(archive), "--out", str(blocker / "out"), "--plugin", "plugins.noop", "--no-progress")
-    assert done.returncode == 3, done.stderr
-    assert "not writable" in done.stderr and "Traceback" not in done.stderr
+    for out in (blocker, blocker / "out"):
+        done = pagemill("run", str(archive), "--out", str(out), "--plugin", "plugins.noop", "--no-progress")
+        assert done.returncode == 2, done.stderr
+        assert f"{blocker} is a file, not a folder" in done.stderr and "Traceback" not in done.stderr
+    assert blocker.read_text() == "x"
 
 
 @pytest.mark.slow
