@@ -10,6 +10,10 @@ PAGES ?= 24
 .PHONY: demo test bench tesseract clean
 
 $(BIN)/pagemill: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "pagemill needs Python 3.11 or newer: $(PYTHON) is $$($(PYTHON) --version 2>&1); run make PYTHON=python3.11"; exit 2; }
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  echo "$(PYTHON) cannot make virtual environments: apt-get install -y python3-venv"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]' tox
