@@ -1,8 +1,9 @@
 """Worker processes of our own: start, stop, resize, recycle, take tasks back, deadlines, deaths.
 
 One ``Process`` and one ``Pipe`` per worker, from an explicit multiprocessing context
-(forkserver by default). The parent waits with ``multiprocessing.connection.wait()`` on every pipe
-*and* every process sentinel, so a worker that dies is noticed at once, and it knows exactly which
+(forkserver by default). The parent waits on every pipe *and* every process sentinel (one
+``select.poll`` object, made again only when the workers change: the wait comes once or twice a
+page, so it must cost little), so a worker that dies is noticed at once, and it knows exactly which
 tasks each worker holds (``WorkerHandle.in_flight``, in the order sent; the worker runs them in
 that order, so the first is running or about to). A task the parent asks back (``revoke``) moves
 to ``WorkerHandle.revoking`` until the worker answers: given back (never started) or finished
@@ -17,8 +18,10 @@ own until its process has exited; when no slot is free, a start waits for one (`
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import multiprocessing.connection
+import select
 import threading
 import time
 from typing import Any
@@ -73,6 +76,9 @@ class WorkerPool:
         self._run = run_identity()
         self._rss_warned = False
         self._waiting_for_slot = False
+        self._watch_key: tuple[Any, ...] = ()
+        self._poller = select.poll()
+        self._watched: dict[int, tuple[bool, WorkerHandle]] = {}  # fd -> (is its pipe, worker)
 
     # ------------------------------------------------------------------ sizing
     @property
@@ -197,16 +203,16 @@ class WorkerPool:
         if not self.workers:
             time.sleep(max(0.0, min(timeout, 0.05)))
             return []
-        by_conn = {w.conn: w for w in self.workers.values() if not w.fault}
-        by_sentinel = {w.process.sentinel: w for w in self.workers.values()}
-        ready = multiprocessing.connection.wait(list(by_conn) + list(by_sentinel), timeout=max(0.0, timeout))
+        poller, watched = self._watch()
+        ready = poller.poll(math.ceil(max(0.0, timeout) * 1000))
         events: list[PoolEvent] = []
         dead: list[WorkerHandle] = []
-        for item in ready:
-            if item in by_conn:
-                events.extend(self._drain(by_conn[item]))
-            else:
-                dead.append(by_sentinel[item])
+        for fd, _ in ready:
+            is_pipe, worker = watched[fd]
+            if is_pipe:
+                events.extend(self._drain(worker))
+            elif worker not in dead:
+                dead.append(worker)
         for worker in dead:
             if worker.slot not in self.workers:
                 continue
@@ -215,6 +221,22 @@ class WorkerPool:
             if not worker.stopping or worker.held:  # a clean stop still reports tasks it held
                 events.append(PoolEvent("died", worker, exitcode=worker.exitcode))
         return events
+
+    def _watch(self) -> tuple[Any, dict[int, tuple[bool, WorkerHandle]]]:
+        """The poll object over the workers' pipes (but for a worker whose messages are no longer
+        read) and sentinels; made again when a worker comes, goes or fails."""
+        key = tuple((slot, id(worker), bool(worker.fault)) for slot, worker in self.workers.items())
+        if key != self._watch_key:
+            watched: dict[int, tuple[bool, WorkerHandle]] = {}
+            for worker in self.workers.values():
+                if not worker.fault:
+                    watched[worker.conn.fileno()] = (True, worker)
+                watched[worker.process.sentinel] = (False, worker)
+            poller = select.poll()
+            for fd in watched:
+                poller.register(fd, select.POLLIN)  # a closed end shows as POLLHUP, reported too
+            self._watch_key, self._poller, self._watched = key, poller, watched
+        return self._poller, self._watched
 
     def _drain(self, worker: WorkerHandle) -> list[PoolEvent]:
         """The messages waiting from a worker. One that cannot be read (a garbled or truncated
