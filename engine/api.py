@@ -112,6 +112,7 @@ class Engine:
             config = EngineConfig.load(plugin_options=option_specs, **overrides)
         else:  # explicit: nothing read from the file or the environment, but the options' defaults
             config = config.with_option_defaults(option_specs)
+            config.validate()
         self.config = config
         self.registry.add_parent_plugin(_EngineHooks(self), "pagemill-engine", guarded=False)
         self._sinks: list[Any] = []
