@@ -19,25 +19,12 @@ from engine.jobs import Feeds, Job, JobService
 from engine.mainguard import check_entry_point_guarded
 from engine.mphost import HostStartMethod, preload_added
 from engine.plugin_options import plugin_option_specs_of
-from engine.progress import ProgressSnapshot
+from engine.rates import StageRate
 from engine.records import Document, PageResult, RunSummary
 from engine.registry import PluginRegistry
+from engine.run_progress import ProgressPublisher, RunProgress
 from engine.runner import RunSession, open_ledger, preflight
 from engine.scheduler import Scheduler
-
-
-@dataclass(frozen=True)
-class RunProgress:
-    """Where a run stands: the shared-memory counters plus what the parent knows."""
-
-    counters: ProgressSnapshot
-    pages_done: int  # committed in this run, plus pages done by earlier runs
-    pages_known: int  # pages of the documents ingested so far
-    pages_skipped: int
-    workers_busy: int
-    workers_target: int
-    workers_memory_mb: float
-    discovering: bool = False  # documents still being found or ingested: pages_known may grow
 
 
 class _EngineHooks:
@@ -112,6 +99,7 @@ class Engine:
             config = EngineConfig.load(plugin_options=option_specs, **overrides)
         else:  # explicit: nothing read from the file or the environment, but the options' defaults
             config = config.with_option_defaults(option_specs)
+            config.validate()
         self.config = config
         self.registry.add_parent_plugin(_EngineHooks(self), "pagemill-engine", guarded=False)
         self._sinks: list[Any] = []
@@ -136,7 +124,7 @@ class Engine:
         self._jobs: JobService | None = None
         self._closed = False
         self.last_summary: RunSummary | None = None
-        self._last_progress = 0.0
+        self._progress = ProgressPublisher()
 
     # ------------------------------------------------------------ the pool
     def __enter__(self) -> Engine:
@@ -296,9 +284,10 @@ class Engine:
             self._jobs.cancel_all(immediate)
 
     def progress(self) -> RunProgress | None:
-        """Where the current run stands; the counters are read from shared memory, no locks."""
-        session = self.session
-        return self._progress_of(session) if session is not None else None
+        """Where the current run stands (None when no run goes on): the latest snapshot the run's
+        thread made, at most PUBLISH_EVERY seconds old. Safe from any thread: it reads nothing
+        the run changes."""
+        return self._progress.latest(self.session)
 
     @property
     def session(self) -> RunSession | None:
@@ -373,31 +362,17 @@ class Engine:
         ledger = open_ledger(config)
         scheduler = Scheduler(config, self._pool, probe=self.probe)
         session = RunSession(config, self.registry, scheduler, ledger, self.on_page_done, self._tick, inputs)
+        self._progress.start(session, self._pool)
         if foreground:
             self._session = session
         return session
 
-    def _progress_of(self, session: RunSession) -> RunProgress:
-        scheduler = session.scheduler
-        pool = scheduler.pool
-        return RunProgress(
-            counters=session.scheduler.run_counters(),
-            pages_done=session.pages_done + scheduler.pages_skipped,
-            pages_known=scheduler.pages_known,
-            pages_skipped=scheduler.pages_skipped,
-            workers_busy=pool.busy_count(),
-            workers_target=pool.target,
-            workers_memory_mb=round(sum(scheduler.worker_rss_mb.values()), 1),
-            discovering=session.discovering,
-        )
-
     def _tick(self, session: RunSession, force: bool = False) -> None:
-        if self.on_progress is None:
-            return
-        now = time.monotonic()
-        if force or now - self._last_progress >= 0.1:
-            self._last_progress = now
-            self.on_progress(self._progress_of(session))
+        """On the run's thread, after each of its steps: a new snapshot every PUBLISH_EVERY
+        seconds (and when ``force``d), for progress() and on_progress."""
+        progress = self._progress.tick(session, force)
+        if progress is not None and self.on_progress is not None:
+            self.on_progress(progress)
 
 
-__all__ = ["Engine", "Job", "RunProgress", "CriticalError", "EngineClosedError", "stored_inputs"]
+__all__ = ["Engine", "Job", "RunProgress", "StageRate", "CriticalError", "EngineClosedError", "stored_inputs"]

@@ -40,7 +40,8 @@ def add_commands(commands: Any) -> None:
         "-o", "--output", metavar="FILE",
         help="where to write: xlsx, the workbook (default DIR/results.xlsx); jsonl, the file (default "
              "DIR/results.jsonl); csv, the results table (default DIR/results.csv), with review.csv beside it. "
-             "A folder takes the file under its usual name")
+             "A folder takes the file under its usual name. While a run is writing DIR, jsonl and csv go to "
+             "DIR/export/ by default: the run's own results files are its to write")
     export.set_defaults(handler=command_export)
 
     bench = commands.add_parser(
@@ -213,8 +214,14 @@ def command_export(args: argparse.Namespace, registry: Any) -> int:
     from engine.sinks import write_outputs
     from engine.xlsx_export import write_xlsx
 
+    from engine.outlock import held_by_a_run
+
     out = Path(args.dir)
-    targets = export_targets(out, args.format, args.output)
+    running = bool(held_by_a_run(out)) and args.format != "xlsx"  # a run writes no results.xlsx
+    targets = export_targets(out, args.format, args.output, running)
+    if running and not args.output:
+        logger.info("a run is writing {}: its results files are rewritten when it ends, so this export goes to {}",
+                    out, out / EXPORT_FOLDER)
     with open_existing(out, read_only=True) as ledger:  # also while a run is writing it
         runs = ledger.runs()
         report = (runs[-1].get("summary") or {}) if runs else {}
@@ -228,13 +235,19 @@ def command_export(args: argparse.Namespace, registry: Any) -> int:
     return 0
 
 
-def export_targets(out: Path, kind: str, output: str | None) -> dict[str, Path]:
+EXPORT_FOLDER = "export"  # under DIR: where jsonl and csv exports go while a run writes DIR
+
+
+def export_targets(out: Path, kind: str, output: str | None, running: bool = False) -> dict[str, Path]:
     """The files an export writes, by their usual name: ``output`` names the main one (a folder
-    takes it under its usual name); review.csv goes beside results.csv."""
+    takes it under its usual name); review.csv goes beside results.csv. While a run is writing
+    ``out`` (``running``), the default folder is ``out/export``, and a target that is one of the
+    run's own output files is refused: the run rewrites them when it ends."""
     from engine.errors import ConfigError
+    from engine.sinks import OUTPUT_NAMES
 
     main = {"xlsx": "results.xlsx", "jsonl": "results.jsonl", "csv": "results.csv"}[kind]
-    target = out / main
+    target = (out / EXPORT_FOLDER if running else out) / main
     if output:
         target = Path(output)
         if target.is_dir():
@@ -245,4 +258,10 @@ def export_targets(out: Path, kind: str, output: str | None) -> dict[str, Path]:
         if target.name == "review.csv":
             raise ConfigError(f"-o {output}: review.csv is written beside the results table; "
                               f"name the results table otherwise")
+    if running:
+        owned = {(out / name).resolve() for name in OUTPUT_NAMES}
+        for path in targets.values():
+            if path.resolve() in owned:
+                raise ConfigError(f"{path} is an output of the run writing {out}, rewritten when it ends: "
+                                  f"export elsewhere (-o FILE), or leave -o out for {out / EXPORT_FOLDER}")
     return targets

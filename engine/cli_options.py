@@ -120,8 +120,8 @@ def _add_run_options(parser: argparse.ArgumentParser, registry: PluginRegistry, 
     workers.add_argument("--min-free-memory", dest="min_free_memory_mb", type=int, default=None, metavar="MB", help="retire workers below this free memory (512)")
     workers.add_argument("--min-free-disk", dest="min_free_disk_mb", type=int, default=None, metavar="MB", help="refuse to start below this free disk (100)")
     workers.add_argument("--mp-context", default=None, choices=["forkserver", "spawn", "fork"], help=S if resume else "how workers start (forkserver)")
-    workers.add_argument("--executor", default=None, choices=["local", "dask", "dask-local"], help="where pages run (local)")
-    workers.add_argument("--scheduler", dest="scheduler_address", default=None, metavar="ADDRESS", help="tcp://HOST:8786 for --executor dask")
+    workers.add_argument("--executor", default=None, choices=["local", "dask", "dask-local"], help="where pages run (local; dask when --scheduler is given)")
+    workers.add_argument("--scheduler", dest="scheduler_address", default=None, metavar="ADDRESS", help="run on the Dask cluster at tcp://HOST:8786 (implies --executor dask)")
     if not resume:
         workers.add_argument("--fresh", action="store_true", default=None, help="redo every page, ignoring earlier runs in DIR")
     workers.add_argument("--retry-failed", action="store_true", default=None,

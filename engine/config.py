@@ -53,8 +53,8 @@ class EngineConfig:
     workers: str = "auto"  # "auto", "N" or "MIN:MAX"
     priority: str = "normal"
     mp_context: str = "forkserver"  # "forkserver", "spawn" or "fork"
-    executor: str = "local"  # "local", "dask", "dask-local"
-    scheduler_address: str | None = None  # tcp://HOST:8786 for executor "dask"
+    executor: str | None = None  # "local", "dask", "dask-local"; None: "dask" with a scheduler address, else "local"
+    scheduler_address: str | None = None  # tcp://HOST:8786 for executor "dask" (alone, it implies "dask")
     fresh: bool = False
     retry_failed: bool = False
     # --- the built-in stages
@@ -85,6 +85,20 @@ class EngineConfig:
     load_entry_points: bool = True
     sinks: tuple[str, ...] = ()  # where finished pages also go as the run goes: sqlite:///path.db
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # a tuple-valued key takes one value as a one-item tuple: sinks="sqlite:///x.db", plugins="p.py"
+        for spec in dataclasses.fields(self):
+            if str(spec.type).startswith("tuple"):
+                value = getattr(self, spec.name)
+                if isinstance(value, (str, os.PathLike)):
+                    object.__setattr__(self, spec.name, (os.fspath(value),))
+                elif value is None:
+                    object.__setattr__(self, spec.name, ())
+                elif not isinstance(value, tuple):
+                    object.__setattr__(self, spec.name, tuple(value))
+        if self.executor is None:  # a scheduler address alone says where pages run
+            object.__setattr__(self, "executor", "dask" if self.scheduler_address else "local")
 
     # ------------------------------------------------------------------ sources
     @classmethod
@@ -132,6 +146,7 @@ class EngineConfig:
                     merged[name] = value
                 else:
                     options[name] = value
+            _executor_pair(merged, layer)
         merged["options"] = options
         merged["plugins"] = tuple(plugins)
         return cls.from_mapping(merged)
@@ -163,7 +178,11 @@ class EngineConfig:
         return dataclasses.replace(self, options={**self.options, **missing})
 
     def replace(self, **changes: Any) -> EngineConfig:
-        config = dataclasses.replace(self, **changes)
+        """This config with ``changes`` over it; an executor or a scheduler address given alone
+        wins over the other as ``from_layers`` says."""
+        values = {"executor": self.executor, "scheduler_address": self.scheduler_address}
+        _executor_pair(values, changes)
+        config = dataclasses.replace(self, **{**values, **changes})
         config.validate()
         return config
 
@@ -189,6 +208,10 @@ class EngineConfig:
             raise ConfigError(f"executor must be local, dask or dask-local, not {self.executor!r}")
         if self.executor == "dask" and not self.scheduler_address:
             raise ConfigError("executor 'dask' needs a scheduler address (--scheduler tcp://HOST:8786)")
+        if self.scheduler_address and self.executor != "dask":
+            raise ConfigError(f"scheduler address {self.scheduler_address} is for executor 'dask', not "
+                              f"{self.executor!r}: give the address alone (--scheduler implies --executor dask) "
+                              f"or leave it out")
         if not 30 <= self.dpi <= 1200:
             raise ConfigError(f"dpi must be between 30 and 1200, not {self.dpi}")
         if not 0 <= self.psm <= 13:
@@ -227,6 +250,19 @@ class EngineConfig:
         if low < 1 or high < low:
             raise ConfigError(f"workers must be at least 1 and MIN <= MAX, not {self.workers!r}")
         return low, high
+
+
+def _executor_pair(merged: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    """``executor`` and ``scheduler_address`` go together: a layer that sets one of them alone
+    overrides the other from the layers under it. A scheduler address alone clears a lower
+    executor (the address implies ``dask``); an executor other than ``dask`` alone clears a lower
+    address (``pagemill resume DIR --executor local`` runs a Dask run's rest here). Both in one
+    layer, disagreeing, are left for ``validate()`` to refuse."""
+    names = {key.replace("-", "_"): value for key, value in layer.items() if value is not None}
+    if names.get("scheduler_address") and "executor" not in names:
+        merged["executor"] = None
+    elif "executor" in names and "scheduler_address" not in names and names["executor"] != "dask":
+        merged["scheduler_address"] = None
 
 
 def read_sources(

@@ -23,6 +23,7 @@ from loguru import logger
 
 from engine.errors import CriticalError, LedgerError
 from engine.handover import Handover, WaitingThreads
+from engine.job_pages import JobPages
 from engine.ledger import Ledger
 from engine.records import Document, PageResult
 
@@ -34,16 +35,29 @@ Feeds = list[tuple[str, Iterable[Document]]]  # (priority, documents)
 
 @dataclass(frozen=True)
 class JobProgress:
+    """Where a job stands. ``pages_known`` counts the pages of its documents opened so far (those
+    done before included, a document that cannot be opened as one); while ``discovering`` its
+    documents are still being read or opened, and ``pages_known`` may grow."""
+
     status: str  # "running", "done", "cancelled" or "failed"
     pages_ok: int
     pages_review: int
     pages_failed: int
     pages_skipped: int = 0  # done before, not redone
     documents: int = 0  # read for this job (not those done before)
+    pages_known: int = 0
+    discovering: bool = False
 
     @property
     def pages_done(self) -> int:
         return self.pages_ok + self.pages_review + self.pages_failed
+
+    @property
+    def fraction(self) -> float | None:
+        """Pages done (or done before) of the pages known, 0..1; None while discovering."""
+        if self.discovering or not self.pages_known:
+            return None
+        return min(1.0, (self.pages_done + self.pages_skipped) / self.pages_known)
 
 
 @dataclass
@@ -66,6 +80,9 @@ class Job:
     _handover: Handover | None = field(default=None, repr=False)
     _skipped: int = 0
     _documents: int = 0
+    _known: int = 0  # pages of its documents opened so far, done before or not
+    _feeds_open: int = 0  # of its inputs, those still being read
+    _ingesting: set[str] = field(default_factory=set)  # sha256 of its documents read, not yet opened
     _taken_back: int = 0  # pages its loop left behind, taken back as they came
     outputs: dict[str, int] | None = field(default=None, repr=False)  # the ledger's totals when it ended
     results_kept: list[PageResult] | None = None
@@ -74,8 +91,12 @@ class Job:
         return self._status
 
     def progress(self) -> JobProgress:
-        return JobProgress(self._status, self._counts["ok"], self._counts["review"], self._counts["failed"],
-                           self._skipped, self._documents)
+        """Its figures now (from any thread: the counts are read before the pages known, which
+        never fall behind them)."""
+        ok, review, failed, skipped = self._counts["ok"], self._counts["review"], self._counts["failed"], self._skipped
+        status = self._status
+        discovering = status == "running" and (self._feeds_open > 0 or len(self._ingesting) > 0)
+        return JobProgress(status, ok, review, failed, skipped, self._documents, self._known, discovering)
 
     def cancel(self) -> None:
         """Drop the pages not started yet; pages in flight finish and are kept. A finished job
@@ -141,8 +162,7 @@ class JobService:
         self._over = False  # the run's ledger is closed: requests are served by the asking thread
         self._requests: list[_Request] = []
         self._engine_tick: Any = None
-        self._job_of_document: dict[str, Job] = {}  # sha256 -> the job that read it last
-        self._counting = False
+        self._pages = JobPages()  # pages known and skipped, by job
         self.waiting = WaitingThreads()
 
     @property
@@ -175,8 +195,10 @@ class JobService:
                 session.on_tick = self._tick
                 self._session = session
             assert self._session is not None
+            job._feeds_open = len(feeds)
             for priority, documents in feeds:
-                self._session.scheduler.add_documents(self._read_for(job, documents), priority, job=job.id)
+                scheduler = self._session.scheduler
+                scheduler.add_documents(self._pages.read_for(job, documents, scheduler), priority, job=job.id)
             self._jobs[job.id] = job  # after its feeds: never seen idle before it had work
             if start:
                 self._thread = threading.Thread(target=self._run, name="pagemill-jobs", daemon=True)
@@ -261,12 +283,14 @@ class JobService:
             session.done_before.add(result.key)  # submitted again in this run: skipped, not redone
         job = self._jobs.get(job_id)
         if job is not None:
+            self._pages.committed(job, result)
             job._record(result)
             if job._handover is not None and not job._handover.put(result) and session is not None:
                 job._taken_back += self._take_back(session, job, [result])  # its loop left before taking it
         self._serve_waiting()
 
     def _tick(self, session: RunSession) -> None:
+        self._pages.step_done()
         self._serve_waiting()
         ended = False
         for job in list(self._jobs.values()):
@@ -345,42 +369,6 @@ class JobService:
                 session.counts[result.status] -= 1
                 session.done_before.discard(result.key)
         return taken
-
-    # ------------------------------------------------------------ pages skipped, by job
-    def _read_for(self, job: Job, documents: Iterable[Document]) -> Iterator[Document]:
-        """The job's documents as the scheduler reads them (on the run's thread), noted as its."""
-        for document in documents:
-            if not self._counting:
-                self._count_skips()
-            self._job_of_document[document.sha256] = job
-            job._documents += 1
-            yield document
-
-    def _count_skips(self) -> None:
-        """Attribute the pages the run skips (done before) to the job whose document they are."""
-        session = self._session
-        assert session is not None
-        scheduler = session.scheduler
-        is_done, document_done = scheduler.is_done, scheduler.document_done
-
-        def page_done(key: tuple[str, int]) -> bool:
-            done = is_done(key)
-            job = self._job_of_document.get(key[0]) if done else None
-            if job is not None:
-                job._skipped += 1
-            return done
-
-        def whole_document_done(document: Document) -> bool:
-            before = scheduler.pages_skipped
-            done = document_done(document)
-            job = self._job_of_document.get(document.sha256) if done else None
-            if job is not None:
-                job._skipped += scheduler.pages_skipped - before
-                job._documents -= 1
-            return done
-
-        scheduler.is_done, scheduler.document_done = page_done, whole_document_done
-        self._counting = True
 
     def close(self, raise_errors: bool = True) -> None:
         """Let the jobs finish (or what cancel_all left of them), then stop the run."""

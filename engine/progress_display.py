@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from engine.rates import WINDOW_SECONDS, Rates, RateWindow, StageRate
 from engine.records import STAGES, RunSummary
 
 if TYPE_CHECKING:
@@ -25,23 +24,6 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from engine.progress import ProgressSnapshot
-
-
-@dataclass(frozen=True)
-class _Reading:
-    at: float
-    done_pages: int
-    stage_calls: dict[str, int]
-    stage_busy_seconds: dict[str, float]
-
-
-@dataclass(frozen=True)
-class _StageRate:
-    stage: str
-    calls_per_second: float | None  # None until the window spans some time
-    busy_share: float  # of all stages' busy time in the window, 0..1
-    running: int
-    failed: int
 
 
 def format_duration(seconds: float) -> str:
@@ -57,10 +39,11 @@ def format_duration(seconds: float) -> str:
 class ProgressDisplay:
     """The parent's view of a run: a rich live view on a terminal, else a loguru line every
     ``log_every`` seconds. ``update`` may be called as often as wanted: it renders at most
-    about ten times a second (``min_interval``); rates are over the last ``window`` seconds."""
+    about ten times a second (``min_interval``); rates are over the last ``window`` seconds
+    (engine.rates, as in the API's progress snapshot)."""
 
     min_interval = 0.1
-    window = 10.0
+    window = WINDOW_SECONDS
 
     def __init__(self, total_pages: int | None = None, enabled: bool = True,
                  console: Console | None = None, log_every: float = 5.0,
@@ -77,7 +60,7 @@ class ProgressDisplay:
         self.live_view = enabled and console.is_terminal
         self.last_line = ""  # the latest progress line, as logged
         self._live: Any = None
-        self._readings: deque[_Reading] = deque()
+        self._rates = RateWindow(self.window)
         self._pending: tuple[ProgressSnapshot, int, int, int, float] | None = None
         self._last_render = -math.inf
         self._clock = clock
@@ -120,36 +103,14 @@ class ProgressDisplay:
         snapshot, done, busy, target, memory_mb = self._pending
         self._pending = None
         self._last_render = now
-        self._readings.append(_Reading(now, done, dict(snapshot.stage_calls), dict(snapshot.stage_busy_seconds)))
-        while len(self._readings) > 2 and now - self._readings[1].at >= self.window:
-            self._readings.popleft()
-        first, last = self._readings[0], self._readings[-1]
-        span = last.at - first.at
-        rate = (last.done_pages - first.done_pages) / span if span > 0 else None
-        stages = self._stage_rates(snapshot, first, last, span)
+        rates = self._rates.add(now, done, snapshot)
+        rate, stages = rates.pages_per_second, list(rates.stages)
         self.last_line = self._line(done, rate, busy, target, memory_mb, stages)
         if self._live is not None:
             self._live.update(self._renderable(done, rate, busy, target, memory_mb, stages), refresh=True)
         elif not self.live_view and now - self._last_log >= self.log_every:
             self._last_log = now
             logger.info("progress: {}", self.last_line)
-
-    def _stage_rates(self, snapshot: ProgressSnapshot, first: _Reading, last: _Reading,
-                     span: float) -> list[_StageRate]:
-        windowed = span > 0
-        busy = {s: last.stage_busy_seconds.get(s, 0.0) - (first.stage_busy_seconds.get(s, 0.0) if windowed else 0.0)
-                for s in STAGES}
-        total_busy = sum(busy.values())
-        rates = []
-        for stage in STAGES:
-            calls = last.stage_calls.get(stage, 0) - (first.stage_calls.get(stage, 0) if windowed else 0)
-            running = snapshot.stage_in_hand.get(stage, 0)
-            if not calls and not running and not busy[stage]:
-                continue
-            rates.append(_StageRate(stage, calls / span if windowed else None,
-                                    busy[stage] / total_busy if total_busy > 0 else 0.0,
-                                    running, snapshot.stage_failures.get(stage, 0)))
-        return rates
 
     def _pages_text(self, done: int, rate: float | None) -> str:
         if not self.final:  # a percentage or an ETA of the pages found so far would mislead
@@ -160,19 +121,20 @@ class ProgressDisplay:
         if self.total:
             text += f" ({100 * min(done, self.total) / self.total:.0f} %)"
         text += ", " + (f"{rate:.1f} pages/s" if rate is not None else "– pages/s")
-        if rate is not None and rate > 0 and self.total > done:
-            text += f", ETA {format_duration((self.total - done) / rate)}"
+        eta = Rates(rate).eta_seconds(done, self.total)
+        if eta is not None:
+            text += f", ETA {format_duration(eta)}"
         return text
 
     def _line(self, done: int, rate: float | None, busy: int, target: int, memory_mb: float,
-              stages: list[_StageRate]) -> str:
+              stages: list[StageRate]) -> str:
         line = f"{self._pages_text(done, rate)}, workers {busy}/{target}, {memory_mb:.0f} MB"
         parts = [f"{s.stage} {s.calls_per_second:.1f}/s {100 * s.busy_share:.0f} %" if s.calls_per_second is not None
                  else f"{s.stage} {100 * s.busy_share:.0f} %" for s in stages]
         return line + ("; stages: " + ", ".join(parts) if parts else "")
 
     def _renderable(self, done: int, rate: float | None, busy: int, target: int, memory_mb: float,
-                    stages: list[_StageRate]) -> RenderableType:
+                    stages: list[StageRate]) -> RenderableType:
         from rich.console import Group
         from rich.progress_bar import ProgressBar
         from rich.table import Table

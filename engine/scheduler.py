@@ -12,6 +12,7 @@ dead worker leads to is engine.outcomes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -76,8 +77,9 @@ class Scheduler(Outcomes):
             self.gates.learn(pool.call_table)
         self.costs = CostBook()
         self.dispatcher = Dispatcher(self.queue, pool, self.gates, self.costs)
-        self.probe = probe or ResourceProbe()
-        low, high = config.worker_bounds()
+        self.probe = probe or getattr(pool, "probe", None) or ResourceProbe()  # an executor may bring its own
+        self._bounds = getattr(pool, "worker_bounds", config.worker_bounds)  # the executor's, when it has them
+        low, high = self._bounds()
         self.limits = ScalingLimits(min_workers=low, max_workers=high, min_free_memory_mb=config.min_free_memory_mb)
         self.scaling_state = ScalingState()
         self.scale_every = scale_every
@@ -173,7 +175,7 @@ class Scheduler(Outcomes):
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> Iterator[Event]:
-        low, _ = self.config.worker_bounds()
+        low = self.limits.min_workers
         self._baseline = self.pool.board.snapshot()
         self.pool.peak_workers = len(self.pool.live)
         self.pool.resize(max(low, len(self.pool.live)), "start")
@@ -267,6 +269,9 @@ class Scheduler(Outcomes):
     # ---------------------------------------------------------------- scaling
     def _scale(self, now: float) -> None:
         self._next_scale = now + self.scale_every
+        low, high = self._bounds()  # an existing Dask cluster's change as workers join and leave
+        if (low, high) != (self.limits.min_workers, self.limits.max_workers):
+            self.limits = dataclasses.replace(self.limits, min_workers=low, max_workers=high)
         self.worker_rss_mb = self.pool.check_memory(self.config.max_worker_rss_mb)
         cpu, available = self.probe.sample()
         cpu_count = getattr(self.probe, "cpu_count", 0)

@@ -8,6 +8,12 @@
 
 Every sheet has its header row frozen and bold, and columns about as wide as their content (capped);
 Tickets and Review have an autofilter on the header.
+
+Every text is a text cell, never a formula or an error value: document names and OCR'd fields are
+untrusted, and openpyxl would store ``=HYPERLINK(...)`` as a formula. A text that a spreadsheet
+would read as a formula when edited (``=``, ``+``, ``-``, ``@``) is kept as it is, with the
+quote prefix that keeps it text; characters an XLSX cannot hold (control characters) become
+U+FFFD.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from engine.atomic_files import atomic_file
 from engine.errors import ConfigError
 from engine.ledger_queries import LedgerReader
 from engine.output_record import mean_confidence
-from engine.sinks import review_reasons, typed_value
+from engine.sinks import FORMULA_STARTS, review_reasons, typed_value
 
 NUMBER_FORMATS = {"date": "yyyy-mm-dd", "money": "0.00"}  # how a field type's cells are shown
 MAX_WIDTH = 60  # characters: a long reason or path does not make a column wider than this
@@ -49,6 +55,18 @@ class _Widths:
             sheet.column_dimensions[get_column_letter(column)].width = min(MAX_WIDTH, max(MIN_WIDTH, size + 2))
 
 
+def _append(sheet: Any, row: Sequence[Any]) -> None:
+    """Add a row, every string in it a text cell (see the module docstring)."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    sheet.append([ILLEGAL_CHARACTERS_RE.sub("\ufffd", value) if isinstance(value, str) else value for value in row])
+    for cell in sheet[sheet.max_row]:
+        if isinstance(cell.value, str):
+            cell.data_type = "s"
+            if cell.value.startswith(FORMULA_STARTS):
+                cell.quotePrefix = True
+
+
 def _text_width(value: Any) -> int:
     if value is None:
         return 0
@@ -62,7 +80,7 @@ def _text_width(value: Any) -> int:
 def _sheet(book: Any, title: str, header: list[str], first: bool = False) -> tuple[Any, _Widths]:
     sheet = book.active if first else book.create_sheet(title)
     sheet.title = title
-    sheet.append(header)
+    _append(sheet, header)
     widths = _Widths()
     widths.add(header)
     return sheet, widths
@@ -134,11 +152,11 @@ def write_xlsx(ledger: LedgerReader, path: Path, report: dict[str, Any] | None =
             *(typed_value(kind, result.fields[n].value) if n in result.fields else None for n, kind in names.items()),
             None if confidence is None else round(confidence, 3),
         ]
-        tickets.append(row)
+        _append(tickets, row)
         ticket_widths.add(row)
         if result.status != "ok":
             reasons = [result.document, result.page, result.status, review_reasons(result)]
-            review.append(reasons)
+            _append(review, reasons)
             review_widths.add(reasons)
     for column, kind in enumerate(names.values(), start=4):
         if kind in NUMBER_FORMATS:
@@ -146,7 +164,7 @@ def write_xlsx(ledger: LedgerReader, path: Path, report: dict[str, Any] | None =
                 cells[0].number_format = NUMBER_FORMATS[kind]
     summary, summary_widths = book.create_sheet("Summary"), _Widths()  # no header row: two blocks with headings
     for row in _summary_rows(ledger, totals, report or {}):
-        summary.append(row)
+        _append(summary, row)
         summary_widths.add(row)
     for sheet, widths in ((tickets, ticket_widths), (review, review_widths), (summary, summary_widths)):
         widths.apply(sheet)

@@ -159,3 +159,76 @@ def test_an_explicit_config_gets_the_plugin_options_defaults_it_leaves_unset() -
     specs = {**_max_gross(), "level": OptionSpec(default=5, convert=int), "color": OptionSpec(default=None)}
     config = EngineConfig(options={"level": 7, "max_gross": None}).with_option_defaults(specs)
     assert config.options == {"level": 7, "max_gross": 80000.0}
+
+
+# --------------------------------------------------------------------------- tuple-valued keys
+def test_a_tuple_valued_key_takes_a_single_string_as_one_item(tmp_path) -> None:
+    config = EngineConfig(sinks="sqlite:///x.db", plugins="p.py")
+    assert config.sinks == ("sqlite:///x.db",) and config.plugins == ("p.py",)
+    assert EngineConfig(plugins=tmp_path / "p.py").plugins == (str(tmp_path / "p.py"),)  # a path too
+    assert EngineConfig(plugins=["a.py", "b.mod"]).plugins == ("a.py", "b.mod")  # a list: a tuple
+    assert EngineConfig(sinks="sqlite:///x.db").replace(dpi=200).sinks == ("sqlite:///x.db",)
+    assert hash(EngineConfig(plugins=["a.py"]).plugins) is not None
+
+
+def test_an_engine_takes_a_single_sink_and_plugin_string(tmp_path, noop_archive) -> None:
+    from engine import Engine
+
+    db = tmp_path / "t.db"
+    config = EngineConfig(out_dir=str(tmp_path / "out"), workers="1", sinks=f"sqlite:///{db}", plugins="plugins.noop",
+                          load_entry_points=False)
+    summary = Engine(config).run(noop_archive([2]))
+    assert summary.pages_ok == 2 and db.exists()
+
+
+# --------------------------------------------------------------------------- executor and scheduler address
+def test_a_scheduler_address_alone_means_the_dask_executor() -> None:
+    assert EngineConfig(scheduler_address="tcp://10.1.2.3:8786").executor == "dask"
+    assert EngineConfig().executor == "local"
+    assert EngineConfig.load(environ={"PAGEMILL_SCHEDULER_ADDRESS": "tcp://10.1.2.3:8786"}).executor == "dask"
+    assert EngineConfig().replace(scheduler_address="tcp://10.1.2.3:8786").executor == "dask"
+    assert EngineConfig(executor="dask", scheduler_address="tcp://h:1").snapshot()["executor"] == "dask"
+
+
+@pytest.mark.parametrize("executor", ["local", "dask-local"])
+def test_a_scheduler_address_with_another_executor_is_a_config_error(executor) -> None:
+    with pytest.raises(ConfigError, match="scheduler address tcp://10.1.2.3:8786 is for executor 'dask'"):
+        EngineConfig.load(environ={}, executor=executor, scheduler_address="tcp://10.1.2.3:8786")
+    with pytest.raises(ConfigError, match="is for executor 'dask'"):
+        EngineConfig(executor=executor, scheduler_address="tcp://10.1.2.3:8786").validate()
+
+
+def test_an_engine_refuses_a_config_that_does_not_validate(tmp_path) -> None:
+    from engine import Engine
+
+    config = EngineConfig(out_dir=str(tmp_path / "out"), executor="local", scheduler_address="tcp://10.1.2.3:8786",
+                          plugins=("plugins.noop",), load_entry_points=False)
+    with pytest.raises(ConfigError, match="is for executor 'dask'"):
+        Engine(config)
+
+
+def test_a_higher_source_choosing_one_of_executor_and_address_overrides_the_other() -> None:
+    stored = {"executor": "dask", "scheduler_address": "tcp://a:8786"}
+    local = EngineConfig.from_layers([stored, {"executor": "local"}])  # resume DIR --executor local
+    assert (local.executor, local.scheduler_address) == ("local", None)
+    other = EngineConfig.from_layers([{"executor": "dask-local"}, {"scheduler_address": "tcp://b:8786"}])
+    assert (other.executor, other.scheduler_address) == ("dask", "tcp://b:8786")
+    kept = EngineConfig.from_layers([stored, {"executor": "dask"}])  # the address from below still holds
+    assert kept.scheduler_address == "tcp://a:8786"
+    with pytest.raises(ConfigError, match="is for executor 'dask'"):  # both in one source, disagreeing
+        EngineConfig.from_layers([{}, {"executor": "local", "scheduler_address": "tcp://b:8786"}])
+
+
+def test_the_command_line_scheduler_flag_implies_dask_and_conflicts_exit_2(tmp_path, noop_archive) -> None:
+    from engine import cli, cli_options
+
+    argv = ["run", str(tmp_path), "--out", str(tmp_path / "out"), "--scheduler", "tcp://10.1.2.3:8786"]
+    parser, _ = cli_options.build_parser(argv)
+    config = cli.run_config(parser.parse_args(argv))
+    assert (config.executor, config.scheduler_address) == ("dask", "tcp://10.1.2.3:8786")
+    archive = noop_archive([1])
+    for executor in ("local", "dask-local"):
+        code = cli.main(["run", str(archive), "--out", str(tmp_path / "out"), "--plugin", "plugins.noop",
+                         "--executor", executor, "--scheduler", "tcp://10.1.2.3:8786", "--no-progress"])
+        assert code == 2
+    assert not (tmp_path / "out").exists()  # refused before anything ran

@@ -13,6 +13,7 @@ from engine.config import EngineConfig
 from engine.errors import ConfigError, CriticalError
 from engine.ledger import LEDGER_NAME, Ledger
 from engine.sample import generate_sample
+from waiting import wait_until
 
 pytest.importorskip("distributed")
 
@@ -239,3 +240,124 @@ def test_slots_winding_down_never_make_the_pool_run_out_of_progress_slots(tmp_pa
         assert [worker.slot for worker in pool.live] == [0]
     finally:
         pool.shutdown()
+
+
+# --------------------------------------------------------------------------- sizing the cluster
+def test_dask_local_grows_to_the_upper_bound_while_pages_wait(tmp_path, noop_archive, monkeypatch) -> None:
+    import engine.executors.dask as dask_executor
+    from engine.scaling import FakeProbe
+
+    monkeypatch.setitem(dask_executor.LOCAL_CLUSTER_OPTIONS, "processes", False)  # in-process: starts in ms
+    archive = noop_archive([6, 6, 6])
+    config = EngineConfig(out_dir=str(tmp_path / "out"), workers="1:2", executor="dask-local",
+                          plugins=("plugins.noop",), load_entry_points=False, options={"noop_ms": 40})
+    with Engine(config, probe=FakeProbe([(0.0, 8000.0)])) as engine:  # CPU and memory to spare
+        summary = engine.run(archive)
+        pool = engine._pool
+        assert pool.cluster is not None and len(pool.cluster.worker_spec) == 2
+        used = set(pool.workers_seen)
+    assert summary.status == "finished" and summary.pages_ok == 18
+    assert summary.peak_workers == 2
+    assert len(used) == 2  # the pages ran on two Dask workers, not one
+
+
+def test_dask_local_shrinks_by_retiring_idle_workers_only(tmp_path, monkeypatch) -> None:
+    import engine.executors.dask as dask_executor
+    from engine.executors.dask import DaskPool
+
+    monkeypatch.setitem(dask_executor.LOCAL_CLUSTER_OPTIONS, "processes", False)
+    config = EngineConfig(out_dir=str(tmp_path / "out"), workers="1:3", executor="dask-local",
+                          plugins=("plugins.noop",), load_entry_points=False)
+    pool = DaskPool([], config)
+    try:
+        pool.resize(3, "backlog")
+        pool.client.wait_for_workers(3, timeout=10)
+        members = dict(pool.cluster.workers)
+        busy_name = sorted(members)[-1]  # the newest, which a plain scale(1) would retire first
+        pool.workers[0].in_flight.append(object())  # a slot holding a page on that worker
+        pool.workers[0].address[1] = members[busy_name].address
+        pool.resize(1, "idle")
+        wait_until(lambda: len(pool.cluster.workers) == 1, timeout=10, what="the idle workers retired")
+        assert list(pool.cluster.workers) == [busy_name]  # the busy one stays while its page runs
+        assert len(pool.live) == 1 and len(pool.cluster.worker_spec) == 1
+    finally:
+        pool.workers.clear()
+        pool.shutdown()
+
+
+def test_auto_on_an_existing_cluster_means_its_threads_whatever_this_machine_has(tmp_path, noop_archive) -> None:
+    from distributed import LocalCluster
+
+    cpus = os.cpu_count() or 1
+    archive = noop_archive([3] * (cpus + 3))
+    with LocalCluster(n_workers=cpus + 1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+        config = dask_config(tmp_path / "out", cluster, workers="auto", min_free_memory_mb=10**9)
+        with Engine(config) as engine:  # no probe given: the parent's CPU and memory would hold it back
+            summary = engine.run(archive)
+            assert engine._pool.worker_bounds() == (1, cpus + 1)
+    assert summary.status == "finished"
+    assert summary.peak_workers == cpus + 1  # more slots than this machine has cores
+
+
+def test_auto_on_an_existing_cluster_follows_workers_joining_and_leaving(tmp_path, threads_cluster, monkeypatch) -> None:
+    import engine.executors.dask_cluster as dask_cluster
+    from engine.executors.dask import ClusterProbe, DaskPool
+
+    monkeypatch.setattr(dask_cluster, "CAPACITY_EVERY", 0.0)
+    pool = DaskPool([], dask_config(tmp_path / "out", threads_cluster, workers="auto"))
+    try:
+        assert pool.worker_bounds() == (1, 1)
+        assert isinstance(pool.probe, ClusterProbe)
+        threads_cluster.scale(3)
+        threads_cluster.wait_for_workers(3)
+        wait_until(lambda: pool.worker_bounds() == (1, 3), timeout=10, what="the third thread counted")
+        threads_cluster.scale(2)
+        wait_until(lambda: pool.worker_bounds() == (1, 2), timeout=10, what="a worker gone counted")
+    finally:
+        pool.shutdown()
+        threads_cluster.scale(1)
+
+
+def test_fixed_workers_on_an_existing_cluster_are_kept_as_given(tmp_path, threads_cluster) -> None:
+    from engine.executors.dask import DaskPool
+
+    pool = DaskPool([], dask_config(tmp_path / "out", threads_cluster, workers="2:5"))
+    try:
+        assert pool.worker_bounds() == (2, 5)
+    finally:
+        pool.shutdown()
+
+
+# --------------------------------------------------------------------------- plugin objects of the host script
+STAMP_SOURCE = """
+from engine import Field, hookimpl
+
+SUFFIX = "from the host script"
+
+
+class Stamp:
+    name = "stamp"
+
+    def __init__(self, word):
+        self.word = word
+
+    @hookimpl
+    def pagemill_extract(self, page, ocr, config):
+        return [Field("stamp", f"{self.word} {SUFFIX}", 0.9)]
+"""
+
+
+def test_a_plugin_object_defined_in_the_host_script_runs_on_an_existing_cluster(tmp_path, noop_archive,
+                                                                                process_cluster, monkeypatch) -> None:
+    import sys
+
+    main = sys.modules["__main__"]
+    namespace: dict = {"__name__": "__main__"}
+    exec(compile(STAMP_SOURCE, "host_script.py", "exec"), namespace)  # as a script's own class is made
+    monkeypatch.setattr(main, "Stamp", namespace["Stamp"], raising=False)  # found by name in __main__, as pickle wants
+    archive = noop_archive([2, 1])
+    config = dask_config(tmp_path / "out", process_cluster)
+    summary = Engine(config, plugins=[namespace["Stamp"]("stamped")]).run(archive)  # workers' __main__ has no Stamp
+    assert summary.status == "finished" and summary.pages_ok == 3
+    stamps = {r["fields"]["stamp"]["value"] for r in results_of(tmp_path / "out").values()}
+    assert stamps == {"stamped from the host script"}

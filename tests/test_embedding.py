@@ -302,3 +302,48 @@ def test_a_cancel_while_the_run_starts_ends_it_at_once_as_cancelled(noop_archive
     assert engine.last_summary.status == "cancelled" and engine.last_summary.exit_code == 130
     again = Engine(noop_config(tmp_path / "out"))  # resumable: nothing was lost, nothing is left pending
     assert len(list(again.process(archive))) == 6 and again.last_summary.status == "finished"
+
+
+PUBLIC_NAMES = ("Engine", "EngineConfig", "Job", "JobProgress", "RunProgress", "StageRate", "PagemillError",
+                "ConfigError", "CriticalError", "LedgerError", "EngineClosedError", "PluginError", "PluginLoadError")
+
+
+def test_the_public_api_is_importable_from_engine_and_stays_lazy() -> None:
+    import engine
+    from engine.errors import ConfigError, CriticalError
+    from engine.jobs import Job, JobProgress
+    from engine.run_progress import RunProgress
+
+    assert (engine.Job, engine.JobProgress, engine.RunProgress) == (Job, JobProgress, RunProgress)
+    assert (engine.ConfigError, engine.CriticalError) == (ConfigError, CriticalError)
+    assert set(PUBLIC_NAMES) <= set(engine.__all__) and set(PUBLIC_NAMES) <= set(dir(engine))
+    code = ("import sys, engine\nlight = 'engine.api' not in sys.modules and 'engine.jobs' not in sys.modules\n"
+            f"from engine import {', '.join(PUBLIC_NAMES)}\nprint(light)\n")
+    done = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(ROOT), "PATH": ""}, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"  # a plugin importing engine.hookimpl loads no engine machinery
+    with pytest.raises(AttributeError, match="no_such_name"):
+        engine.no_such_name  # noqa: B018
+
+
+def test_a_submitted_job_returns_a_job_of_the_public_api(noop_archive, tmp_path) -> None:
+    import engine
+
+    with Engine(noop_config(tmp_path / "out")) as eng:
+        job = eng.submit(noop_archive([2]))
+        assert isinstance(job, engine.Job)
+        assert isinstance(job.result(timeout=60), engine.JobProgress)
+
+
+def test_on_progress_snapshots_carry_pages_per_second_and_stage_rates(noop_archive, tmp_path) -> None:
+    archive = noop_archive([6, 6, 6])
+    updates = []
+    summary = Engine(noop_config(tmp_path / "out", noop_ms=25), on_progress=updates.append).run(archive)
+    assert summary.pages_ok == 18
+    last = updates[-1]
+    assert last.pages_done == 18 and last.pages_per_second is not None and last.pages_per_second > 0
+    assert last.fraction == 1.0 and last.eta_seconds is None  # nothing left
+    assert {"load", "extract", "validate"} <= {rate.stage for rate in last.stages}
+    assert all(rate.calls_per_second is None or rate.calls_per_second >= 0 for rate in last.stages)
+    assert all(update.eta_seconds is None for update in updates if update.discovering)

@@ -144,3 +144,63 @@ def test_sink_in_the_api_gets_each_page(noop_archive, tmp_path) -> None:
         engine.run(archive)
     with sqlite3.connect(db) as conn:
         assert conn.execute("select count(*) from tickets").fetchone()[0] == 3
+
+
+def test_xlsx_keeps_untrusted_text_as_text_never_a_formula(tmp_path) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    named = '=HYPERLINK("http:x","y").noop'
+    fields = {"ticket_number": Field("ticket_number", "=1+2", 0.9, type="id"),
+              "carrier": Field("carrier", "@SUM(A1)", 0.9, type="text"),
+              "note": Field("note", "#N/A", 0.9, type="text")}
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    run = ledger.start_run({})
+    ledger.add_result(run, PageResult(named, "d" * 64, 1, 1, "review", fields=fields,
+                                      issues=(Issue("low_confidence", "=cmd|' /C calc'!A0", "carrier"),)))
+    ledger.add_result(run, PageResult("/a/bell\x07.pdf", "c" * 64, 1, 1, "ok",
+                                      fields={"carrier": Field("carrier", "ACME\x0c", 0.9, type="text")}))
+    ledger.finish_run(run, "finished", {})
+    ledger.close()
+    assert pagemill(["export", str(tmp_path), "--format", "xlsx"]) == 0
+    book = openpyxl.load_workbook(tmp_path / "results.xlsx")
+    cells = [cell for sheet in book for row in sheet.iter_rows() for cell in row if cell.value is not None]
+    assert not [cell.coordinate for cell in cells if cell.data_type in ("f", "e")]
+    tickets = {row[0]: row for row in book["Tickets"].iter_rows(values_only=True)}
+    header = tickets["document"]
+    row = dict(zip(header, tickets[named]))  # the name as it is, not a formula's result
+    assert (row["ticket_number"], row["carrier"], row["note"]) == ("=1+2", "@SUM(A1)", "#N/A")
+    review = list(book["Review"].iter_rows(values_only=True))
+    assert review[1][0] == named and "=cmd|' /C calc'!A0" in review[1][3]
+    first = next(cell for cell in book["Tickets"]["A"] if cell.value == named)
+    assert first.quotePrefix  # a spreadsheet keeps it text when the cell is edited
+    assert "/a/bell\ufffd.pdf" in tickets  # a control character an XLSX cannot hold, replaced
+
+
+def test_an_export_during_a_run_never_overwrites_the_runs_own_outputs(tmp_path) -> None:
+    from engine.outlock import OutputLock
+
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    run = ledger.start_run({})
+    ledger.add_result(run, ticket(1))
+    ledger.close()
+    own = {name: f"the run's {name}\n" for name in ("results.jsonl", "results.csv", "review.csv")}
+    for name, text in own.items():
+        (tmp_path / name).write_text(text)
+    lock = OutputLock(tmp_path).acquire()  # a run is writing the folder
+    try:
+        assert pagemill(["export", str(tmp_path), "--format", "jsonl"]) == 0
+        assert pagemill(["export", str(tmp_path), "--format", "csv"]) == 0
+        assert {name: (tmp_path / name).read_text() for name in own} == own  # the run's files untouched
+        assert (tmp_path / "export" / "results.jsonl").read_text().count("\n") == 1
+        assert "ticket_number" in (tmp_path / "export" / "results.csv").read_text("utf-8-sig")
+        assert (tmp_path / "export" / "review.csv").exists()
+        assert pagemill(["export", str(tmp_path), "--format", "jsonl", "-o", str(tmp_path / "results.jsonl")]) == 2
+        assert pagemill(["export", str(tmp_path), "--format", "csv", "-o", str(tmp_path)]) == 2  # DIR/results.csv
+        assert (tmp_path / "results.jsonl").read_text() == own["results.jsonl"]
+        assert pagemill(["export", str(tmp_path), "--format", "jsonl", "-o", str(tmp_path / "now.jsonl")]) == 0
+        assert (tmp_path / "now.jsonl").read_text().count("\n") == 1
+        assert pagemill(["export", str(tmp_path), "--format", "xlsx"]) == 0  # no run writes results.xlsx
+        assert (tmp_path / "results.xlsx").exists() and not (tmp_path / "export" / "results.xlsx").exists()
+    finally:
+        lock.release()
+    assert pagemill(["export", str(tmp_path), "--format", "jsonl"]) == 0  # no run: the usual place
+    assert (tmp_path / "results.jsonl").read_text().count("\n") == 1

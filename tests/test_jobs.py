@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,30 @@ def test_on_progress_ends_with_the_final_figures_and_a_finished_job_stays_done(t
         wait_until(lambda: (seen[-1].pages_done, seen[-1].pages_known) == (7, 7))  # the job's last figures, unasked
         job.cancel()
         assert job.status() == "done"
+
+
+def test_a_jobs_progress_has_its_pages_known_and_whether_documents_are_still_being_found(tmp_path) -> None:
+    from plugins.noop import write_noop_document
+
+    dirs = noop_folders(tmp_path, a=[3] * 12, b=[5])
+    write_noop_document(dirs["a"] / "empty.noop", 0)  # cannot be opened: one failed record, one page known
+    observed = []
+    with Engine(noop_config(tmp_path / "out", noop_ms=5)) as engine:
+        job = engine.submit(dirs["a"])
+        other = engine.submit(dirs["b"], priority="low")
+        while not job.finished:
+            observed.append(job.progress())
+            time.sleep(0.001)
+        first, again = job.result(timeout=60), other.result(timeout=60)
+        resubmitted = engine.submit(dirs["a"]).result(timeout=60)  # every page done already: skipped
+    assert (first.pages_known, first.pages_done, first.pages_failed) == (37, 37, 1)
+    assert not first.discovering and first.fraction == 1.0
+    assert (again.pages_known, again.pages_done) == (5, 5)  # its own pages only
+    assert all(p.pages_done + p.pages_skipped <= p.pages_known for p in observed)
+    assert observed[0].discovering and observed[0].fraction is None  # at first its documents are being read
+    assert all(p.pages_known == 37 for p in observed if p.status == "running" and not p.discovering)
+    assert (resubmitted.pages_known, resubmitted.pages_skipped, resubmitted.pages_done) == (37, 37, 0)
+    assert resubmitted.fraction == 1.0
 
 
 # ------------------------------------------------------------------ inputs stored for resume

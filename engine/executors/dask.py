@@ -1,12 +1,25 @@
 """Running pages on a Dask cluster (``pip install 'pagemill[dask]'``).
 
 ``--executor dask --scheduler tcp://HOST:8786`` uses an existing cluster; ``--executor
-dask-local`` starts a ``LocalCluster`` that adapts between the worker bounds. The parent keeps
-the scheduler, the deadlines, the retries, the breakers and the ledger exactly as with the local
-pool: :class:`DaskPool` only replaces the worker processes. Each task is a Dask future with the
-page's priority (higher first in Dask, so urgent pages get the highest number); plugins reach the
-workers as the same picklable specs our own workers use, and a plugin that cannot be imported on a
-worker is a critical error naming it.
+dask-local`` starts a ``LocalCluster``. The parent keeps the scheduler, the deadlines, the
+retries, the breakers and the ledger exactly as with the local pool: :class:`DaskPool` only
+replaces the worker processes. Each task is a Dask future with the page's priority (higher first
+in Dask, so urgent pages get the highest number); plugins reach the workers as the same specs our
+own workers use, and a plugin that cannot be imported on a worker is a critical error naming it.
+Plugin objects are sent with cloudpickle, so a class defined in the host script (``__main__``,
+which a Dask worker does not have) travels by value.
+
+Sizing. pagemill sends Dask only as many tasks as it has slots (the backlog stays in the parent,
+in priority order), so Dask's own ``adapt()``, which grows a cluster from the work queued *in
+Dask*, would never see a backlog. pagemill's scaling policy drives the size instead:
+
+- ``dask-local``: :meth:`DaskPool.resize` scales the ``LocalCluster`` to one single-threaded
+  worker per slot, between the worker bounds, under the same CPU and memory checks as the local
+  pool (the cluster runs on this machine); a cluster shrinks by retiring idle workers.
+- ``dask`` (an existing cluster): the cluster's size is its owner's. ``--workers auto`` means 1 to
+  the cluster's total threads, looked up again every few seconds as workers join and leave
+  (:meth:`DaskPool.worker_bounds`), and the parent's CPU and memory do not limit it
+  (:class:`ClusterProbe`): they say nothing about the Dask workers'.
 
 A page's deadline starts when a Dask worker starts it (the task reports its start as a Dask
 event), not when it is submitted: pages queued behind a slow one are not charged for the wait. A
@@ -29,6 +42,14 @@ from typing import Any
 from loguru import logger
 
 from engine.errors import ConfigError, CriticalError
+from engine.executors.dask_cluster import (
+    LOCAL_CLUSTER_OPTIONS,
+    ClusterProbe,
+    ClusterThreads,
+    LocalScaler,
+    check_scheduler_address,
+    shippable_specs,
+)
 from engine.executors.remote import plugin_fingerprint, run_remote
 from engine.pagequeue import Task
 from engine.pipeline import StageFailure
@@ -38,24 +59,6 @@ from engine.records import STAGES, ErrorInfo
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler, and to get it back once the connection drops
 RESTART_TIMEOUT = 60.0
-DEFAULT_PORT = 8786
-
-
-def check_scheduler_address(address: str) -> None:
-    """A malformed address is a usage error, told at once rather than after a connection timeout."""
-    from distributed.comm.addressing import parse_address, parse_host_port
-    from distributed.comm.registry import backends
-
-    try:
-        scheme, location = parse_address(address)
-        if scheme not in backends:
-            raise ValueError(f"unknown protocol {scheme!r} (use one of {', '.join(sorted(backends))})")
-        if scheme in ("tcp", "tls", "ws", "wss"):
-            host, port = parse_host_port(location, DEFAULT_PORT)
-            if not host or not 0 < int(port) < 65536:
-                raise ValueError("expected HOST:PORT")
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"bad dask scheduler address {address!r}: {exc}; expected tcp://HOST:{DEFAULT_PORT}") from None
 
 
 @dataclass
@@ -96,12 +99,16 @@ class DaskPool:
             raise ConfigError("the dask executor needs: pip install 'pagemill[dask]'") from None
         self.config = config
         low, high = config.worker_bounds()
+        specs = shippable_specs(plugin_specs)  # before any cluster starts: a refusal leaves nothing behind
         self.cluster = None
         self.address = "a local cluster"
+        self.probe: Any = None  # the scheduler's own (this machine's CPU and memory) unless set
+        self.threads: ClusterThreads | None = None  # --workers auto on an existing cluster: bounded by its threads
+        self._scaler: LocalScaler | None = None
         if config.executor == "dask-local":
-            self.cluster = LocalCluster(n_workers=low, threads_per_worker=1, processes=True, dashboard_address=None)
-            self.cluster.adapt(minimum=low, maximum=high)
+            self.cluster = LocalCluster(n_workers=low, **LOCAL_CLUSTER_OPTIONS)
             self.client = Client(self.cluster)
+            self._scaler = LocalScaler(self.cluster)
         else:
             self.address = str(config.scheduler_address)
             check_scheduler_address(self.address)
@@ -109,8 +116,13 @@ class DaskPool:
                 self.client = Client(self.address, timeout=CONNECT_TIMEOUT)
             except (OSError, TimeoutError) as exc:
                 raise CriticalError(f"cannot reach the dask scheduler at {self.address}: {exc}") from None
-        self.fingerprint = plugin_fingerprint(plugin_specs)
-        self.specs_blob = pickle.dumps(plugin_specs)  # in every task: scattered data dies with a restarted worker
+            self.probe = ClusterProbe()
+            if str(config.workers).strip().lower() == "auto":
+                self.threads = ClusterThreads(self.client, self.address)
+                high = self.threads.capacity
+        self.capacity = high  # the most slots at once (the progress board has room for them twice over)
+        self.fingerprint = plugin_fingerprint(specs)
+        self.specs_blob = pickle.dumps(specs)  # in every task: scattered data dies with a restarted worker
         self.topic = f"pagemill-started-{uuid.uuid4().hex}"
         self._starts: collections.deque[tuple[str, str, float]] = collections.deque()
         self.client.subscribe_topic(self.topic, self._on_start)
@@ -122,11 +134,22 @@ class DaskPool:
         self.call_table: list[Any] | None = None  # Dask workers send no ready message: calls cannot be gated
         self._killed: list[DaskSlot] = []
         self._lost = ""  # why the cluster is out of reach, once it is
+        self.workers_seen: set[str] = set()  # addresses of the Dask workers that started a task
 
     # ------------------------------------------------------------------ sizing
     @property
     def live(self) -> list[DaskSlot]:
         return [w for w in self.workers.values() if not w.retiring]
+
+    def worker_bounds(self) -> tuple[int, int]:
+        """(min, max) slots for the scaling policy. On an existing cluster under ``--workers
+        auto``: 1 to the cluster's total threads (looked up again every CAPACITY_EVERY seconds,
+        without waiting for the answer); otherwise the configured bounds."""
+        if self.threads is None:
+            return self.config.worker_bounds()
+        if not self._lost:
+            self.threads.look_up()
+        return 1, max(1, min(self.threads.count, self.capacity))
 
     def resize(self, target: int, reason: str) -> None:
         if target != self.target:
@@ -140,6 +163,9 @@ class DaskPool:
         for worker in [w for w in self.live if not w.in_flight][: max(0, len(self.live) - target)]:
             del self.workers[worker.slot]
         self.peak_workers = max(self.peak_workers, len(self.live))
+        if self._scaler is not None and not self._lost:  # dask-local: one Dask worker per slot
+            busy = {address for worker in self.workers.values() for address in worker.address.values()}
+            self._scaler.scale(max(target, len(self.live)), busy)
 
     def fill(self, why: str = "") -> None:
         """Slots back up to the target at once (after a slot's task was given up)."""
@@ -197,6 +223,7 @@ class DaskPool:
             if owner is not None and owner[1] in owner[0].futures:
                 owner[0].started[owner[1]] = when
                 owner[0].address[owner[1]] = address
+                self.workers_seen.add(address)
 
     def wait(self, timeout: float) -> list[PoolEvent]:
         from distributed import wait as dask_wait
