@@ -14,7 +14,8 @@ A template is a bundled name (``plugins/templates/NAME.toml``) or a path to a ``
                                          # for a value that fills its place (not "1234 Quarry Road")
     type = "weight"                      # id, text, date, time, number, money or weight
     unit = "lb"                          # weight only: lb, kg, t (tonne) or ton (short ton)
-    pattern = '...'                      # optional: a regex the value must match
+    pattern = '...'                      # optional: a regex the value must match; one that can
+                                         # match nothing at all ("[0-9]*") is refused
     required = true                      # validation sends a page without it to review
     date_order = "DMY"                   # date only: this field's own order
 
@@ -136,6 +137,33 @@ def _labels(where: str, key: str, labels: Any) -> tuple[str, ...]:
     return tuple(labels)
 
 
+def _pattern(where: str, pattern: Any) -> str | None:
+    """A field's regex, checked: it compiles, and it cannot match nothing at all (a value of "" from
+    "[0-9]*" would count as found)."""
+    if pattern is None:
+        return None
+    if not isinstance(pattern, str):
+        raise ConfigError(f"{where}: pattern must be a string")
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"{where}: bad pattern: {exc}") from None
+    if _matches_empty(compiled):
+        raise ConfigError(f"{where}: pattern {pattern!r} can match an empty value; make it take at least one "
+                          f"character (+ instead of *, no optional-only pattern)")
+    return pattern
+
+
+def _matches_empty(compiled: re.Pattern[str]) -> bool:
+    """Whether the regex can match without taking a character (``[0-9]*``, ``(?:x)?``, ``\\b``)."""
+    try:
+        from re import _parser  # the shortest match a regex can make, exactly
+        return bool(_parser.parse(compiled.pattern, compiled.flags).getwidth()[0] == 0)
+    except Exception:  # noqa: BLE001 - the parser is private: probe strings where it is not there
+        probes = ("", " ", "a", "A", "0", "-", "#", "A-1", "No. 1")
+        return any(match.end() == match.start() for probe in probes for match in compiled.finditer(probe))
+
+
 def _field_spec(path: str, number: int, entry: Any, date_order: str = "MDY") -> FieldSpec:
     if not isinstance(entry, dict):
         raise ConfigError(f"template {path}: field {number} is not a table")
@@ -158,14 +186,7 @@ def _field_spec(path: str, number: int, entry: Any, date_order: str = "MDY") -> 
         raise ConfigError(f"{where}: unit must be one of {', '.join(UNITS)}, not {unit!r}")
     if "unit" in entry and kind != "weight":
         raise ConfigError(f"{where}: a unit is for weight fields, not {kind}")
-    pattern = entry.get("pattern")
-    if pattern is not None:
-        if not isinstance(pattern, str):
-            raise ConfigError(f"{where}: pattern must be a string")
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ConfigError(f"{where}: bad pattern: {exc}") from None
+    pattern = _pattern(where, entry.get("pattern"))
     required = entry.get("required", False)
     if not isinstance(required, bool):
         raise ConfigError(f"{where}: required must be true or false, not {required!r}")

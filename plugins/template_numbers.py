@@ -57,6 +57,12 @@ _WEIGHT_SIGN = re.compile(r"(?<![A-Za-z0-9.,])[-\u2212\u2013]$")
 _MONEY_LEAD = re.compile(r"(?:\(\s*)?(?:[-\u2212]\s*)?(?:US\$|USD|usd|\$|S)?\s*(?:[-\u2212]\s*)?$")
 
 
+def pattern_match(pattern: str, text: str) -> re.Match[str] | None:
+    """The first match of a template's ``pattern`` in ``text`` that holds more than spaces: an
+    empty match ("[0-9]*" before "ABC-77") is no value, so the search goes on past it."""
+    return next((match for match in re.finditer(pattern, text) if match.group(0).strip()), None)
+
+
 def fix_digits(text: str) -> tuple[str, bool]:
     """Letters read for digits turned back into digits; and whether any was."""
     fixed = text.translate(DIGIT_CONFUSIONS)
@@ -196,7 +202,7 @@ def parse_weight(text: str, unit: str = "lb", pattern: str | None = None,
     A ``pattern`` picks the number's text; the unit written after what it picked still counts."""
     spaced = _GLUED_UNIT.sub(" ", text)
     if pattern:
-        match = re.search(pattern, spaced) or re.search(pattern, fix_digits(spaced)[0])
+        match = pattern_match(pattern, spaced) or pattern_match(pattern, fix_digits(spaced)[0])
         if match is None:
             return None
         picked = spaced[match.start():match.end()]

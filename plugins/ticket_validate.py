@@ -42,6 +42,11 @@ WEIGHTS = ("gross_lb", "tare_lb", "net_lb", "net_tons")
 UNREADABLE_PAGE_CONFIDENCE = 60.0  # a page OCR read below this mean confidence (0..100) is hard to read
 
 
+def blank(value: Any) -> bool:
+    """No value: None, or a text of nothing but spaces ("" from a pattern that matched nothing)."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def _number(fields: dict[str, Field], name: str) -> float | None:
     item = fields.get(name)
     if item is None or isinstance(item.value, bool):
@@ -137,7 +142,9 @@ def check_fields(fields: dict[str, Field], required: tuple[str, ...], review_bel
                  today: date | None = None, notes: PageNotes | None = None,
                  expected: tuple[str, ...] = ()) -> list[Issue]:
     """Every rule on one page's fields and ``notes`` (what extraction saw that the fields cannot
-    say); ``expected`` names every field of the template, ``today`` defaults to the local date."""
+    say); ``expected`` names every field of the template, ``today`` defaults to the local date.
+    A field without a value (None, or text of nothing but spaces) counts as missing."""
+    fields = {name: item for name, item in fields.items() if not blank(item.value)}
     issues = _noted(fields, required, notes or PageNotes(), expected)
     issues += _arithmetic(fields)
     issues += _weights(fields)
@@ -163,7 +170,7 @@ def pagemill_cross_check(result: PageResult, seen: Any, config: Any) -> list[Iss
     """A ticket number on more than one page: every page that carries it is flagged, each naming
     the others, whichever of them finished first (a person decides which one is the real ticket)."""
     ticket = result.fields.get("ticket_number")
-    if ticket is None or ticket.value in (None, ""):
+    if ticket is None or blank(ticket.value):
         return []
     number = str(ticket.value)
     seen.first_seen("ticket_number", number, result.where(), result.key)

@@ -10,7 +10,15 @@ import pytest
 from engine.config import EngineConfig
 from engine.errors import ConfigError
 from engine.records import OcrResult, PageTask, Word
-from plugins.template_extract import BELOW, extract_fields, find_labels, load_template, pagemill_extract
+from plugins.template_extract import (
+    BELOW,
+    FieldSpec,
+    Template,
+    extract_fields,
+    find_labels,
+    load_template,
+    pagemill_extract,
+)
 
 PAGE = PageTask(document="x.pdf", sha256="0" * 64, index=0, page_count=1)
 TICKET = load_template("truck_ticket")
@@ -263,6 +271,10 @@ def test_the_bundled_truck_ticket_template() -> None:
      ('[[field]]\nname = "x"\nlabels = ["x"]\ntype = "weight"\nunit = "stone"\n', "unit must be one of"),
      ('[[field]]\nname = "x"\nlabels = ["x"]\nunit = "kg"\n', "a unit is for weight fields"),
      ('[[field]]\nname = "x"\nlabels = ["x"]\npattern = "("\n', "bad pattern"),
+     ("[[field]]\nname = \"x\"\nlabels = [\"x\"]\npattern = '[0-9]*'\n",
+      r"field 1 \(x\): pattern '\[0-9\]\*' can match an empty value"),
+     ("[[field]]\nname = \"x\"\nlabels = [\"x\"]\npattern = '(?:No\\.)?'\n", "can match an empty value"),
+     ("[[field]]\nname = \"x\"\nlabels = [\"x\"]\npattern = '\\b'\n", "can match an empty value"),
      ('[[field]]\nname = "x"\nlables = ["x"]\n', "unknown key lables"),
      ('[[fields]]\nname = "x"\n', "unknown key fields"),
      ('[[field]]\nname = "x"\nlabels = ["x"]\n[[field]]\nname = "x"\nlabels = ["y"]\n', "defined twice"),
@@ -277,6 +289,23 @@ def test_bad_templates_are_config_errors_naming_file_and_problem(tmp_path, body,
     with pytest.raises(ConfigError, match=problem) as raised:
         load_template(str(path))
     assert str(path) in str(raised.value)
+
+
+def test_a_pattern_that_matches_something_loads(tmp_path) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text("[[field]]\nname = \"x\"\nlabels = [\"x\"]\npattern = '[0-9]+|[A-Z]{2}-[0-9]*'\n")
+    assert load_template(str(path)).fields[0].pattern == "[0-9]+|[A-Z]{2}-[0-9]*"
+
+
+def test_an_empty_match_of_a_pattern_is_no_value() -> None:
+    # a template built in code, not loaded: the loader refuses such patterns
+    spec = FieldSpec("ticket_number", ("ticket no",), "id", pattern="[0-9]*", required=True)
+    template = Template("t", "t.toml", (spec,))
+    [found] = extract_fields(ocr_of("Ticket No: ABC-77"), template)
+    assert found.value == "77" and found.raw == "77"  # the first match that holds something
+    assert extract_fields(ocr_of("Ticket No: ABC"), template) == []
+    text = Template("t", "t.toml", (FieldSpec("grade", ("grade",), "text", pattern="[A-D]*"),))
+    assert extract_fields(ocr_of("Grade: fine"), text) == []
 
 
 def test_unknown_templates_name_what_there_is(tmp_path) -> None:

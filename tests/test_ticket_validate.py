@@ -41,6 +41,16 @@ def test_missing_required_fields() -> None:
     assert {i.field for i in issues} == {"date", "tare_lb"}
 
 
+def test_an_empty_value_is_a_missing_field() -> None:
+    for empty in ("", "   "):
+        issues = check_fields(fields(**dict(GOOD, ticket_number=empty)), REQUIRED, 0.6, today=date(2026, 6, 1))
+        assert [(i.code, i.field) for i in issues] == [("missing_field", "ticket_number")]
+    seen = SeenValues()
+    for n in (1, 2):  # two pages without a number are no duplicates
+        page = PageResult(f"{n}.pdf", str(n) * 64, 1, 1, "ok", fields=fields(**dict(GOOD, ticket_number="")))
+        assert pagemill_cross_check(page, seen, EngineConfig()) == []
+
+
 def test_net_must_be_gross_minus_tare_within_one_percent() -> None:
     close = dict(GOOD, net_lb=41220 + 300, net_tons=20.76)  # 0.7 % off
     far = dict(GOOD, net_lb=45000, net_tons=22.5)
