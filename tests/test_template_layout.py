@@ -9,7 +9,7 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.records import OcrResult, Word
-from plugins.template_extract import BELOW, extract_fields, load_template
+from plugins.template_extract import BELOW, extract_fields, find_labels, load_template
 
 TICKET = load_template("truck_ticket")
 REVIEW = 0.6  # below: the default --review-below sends the page to review
@@ -108,7 +108,9 @@ def test_spaces_between_two_labels_still_part_columns() -> None:
     assert [hit.field.name for hit in find_labels("Net:  Tons", TICKET)] == ["net_lb", "net_tons"]
     assert [hit.field.name for hit in find_labels("DATE  TIME", TICKET)] == ["date", "time"]
     # a heading, then a label in a column of its own: "Ticket" and "Date" are no "ticket date"
-    found = read("SCALE TICKET          DATE\n                      03/14/2026")
+    assert [hit.field.name for hit in find_labels("SCALE TICKET          DATE: 03/14/2026", TICKET)] == [
+        "ticket_number", "date"]
+    found = read("SCALE TICKET          DATE: 03/14/2026")
     assert found["date"].value == "2026-03-14" and "ticket_number" not in found
     # a tab (a gap OCR measured between words) always parts columns
     assert [hit.field.name for hit in find_labels("Ticket\tNo. 104857", TICKET)] == ["ticket_number"]
