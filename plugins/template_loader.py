@@ -26,7 +26,8 @@ name, each role on one field at most:
 - ``gross``, ``tare``, ``net``: weights (type ``weight``, any unit): net = gross - tare is checked in
   one unit, gross is not below tare, no weight is negative, not every weight is zero;
 - ``net_tons``: the net weight again, in tons or tonnes (unit ``ton`` or ``t``), checked against
-  the net;
+  the net; extraction also reads it where a ticket prints it right after the net's value, with
+  its unit ("Net: 41,340 lb (20.67 tons)": :mod:`plugins.template_restated`);
 - ``ticket_id``: the ticket's number (type ``id``, ``text`` or ``number``): one seen on two pages of
   a run is flagged on both.
 

@@ -215,6 +215,23 @@ def unit_in(text: str) -> str | None:
     return None
 
 
+def leading_weight(text: str) -> tuple[float, str, str, float] | None:
+    """The weight ``text`` starts with, a number with its unit written after it ("20.67 tons",
+    "18.75t"): the number as written (unsigned), its unit, its raw text and the quality of the read;
+    None when ``text`` starts with anything else, or its number has no unit."""
+    spaced = _GLUED_UNIT.sub(" ", text)
+    spans = number_spans(spaced)
+    if not spans or spans[0].start != 0:
+        return None
+    span = spans[0]
+    written = unit_match(spaced[span.end:], after_number=True)
+    plain = _plain(span.token, dot_groups_thousands=written[0] in ("lb", "kg")) if written else None
+    if written is None or plain is None:
+        return None
+    raw = spaced[:span.end] + spaced[span.end:len(spaced) - len(spaced[span.end:].lstrip())] + written[1]
+    return float(plain[0]), written[0], raw, min(span.quality, CORRECTED if plain[1] else 1.0)
+
+
 def parse_weight(text: str, unit: str = "lb", pattern: str | None = None,
                  assumed_unit: str | None = None) -> Parsed | None:
     """A weight converted to ``unit`` from the unit written after it, else ``assumed_unit`` (one
