@@ -129,7 +129,7 @@ def _add_run_options(parser: argparse.ArgumentParser, registry: PluginRegistry, 
     stages = parser.add_argument_group("built-in stages")
     stages.add_argument("--dpi", type=int, default=None, help="render resolution for pages that are not plain scans (300)")
     stages.add_argument("--lang", default=None, help="tesseract language(s), e.g. eng or eng+deu (eng)")
-    stages.add_argument("--psm", type=int, default=None, help="tesseract page segmentation mode (6)")
+    stages.add_argument("--psm", type=int, default=None, help="tesseract page segmentation mode: 1 or 3 to 13 (6)")
     stages.add_argument("--force-ocr", action="store_true", default=None, help="OCR pages that have a text layer too")
     stages.add_argument("--template", default=None, help="bundled template name or path to a .toml (truck_ticket)")
     stages.add_argument("--review-below", type=float, default=None, metavar="C", help="flag fields with confidence below C (0.6)")

@@ -26,6 +26,9 @@ ENV_PREFIX = "PAGEMILL_"
 CONFIG_FILE_NAME = "pagemill.toml"
 ONE_SHOT = ("fresh", "retry_failed")  # apply to the run they are given for, never to a resume of it
 NEVER_STORED = ("password",)  # kept out of the ledger: a resume reads it from its sources again
+# tesseract's page segmentation modes that give text: 0 only detects orientation and script, and
+# 2 (segmentation without OCR) is not implemented
+PSM_MODES = (1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)
 
 
 @dataclass(frozen=True)
@@ -214,8 +217,9 @@ class EngineConfig:
                               f"or leave it out")
         if not 30 <= self.dpi <= 1200:
             raise ConfigError(f"dpi must be between 30 and 1200, not {self.dpi}")
-        if not 0 <= self.psm <= 13:
-            raise ConfigError(f"psm must be between 0 and 13, not {self.psm}")
+        if self.psm not in PSM_MODES:
+            raise ConfigError(f"psm must be 1 or 3 to 13, not {self.psm!r} (psm 0 only detects orientation and "
+                              f"psm 2 is not implemented by tesseract: neither gives text)")
         if not 0.0 <= self.review_below <= 1.0:
             raise ConfigError(f"review_below must be between 0 and 1, not {self.review_below}")
         for name in ("page_timeout", "retry_base_delay", "retry_max_delay"):

@@ -28,7 +28,7 @@ def cells(line: str) -> list[str]:
     apart from the next column's)."""
     found: list[str] = []
     for token in line.split():
-        if found and unit_word(token) and re.search(r"[0-9]$", found[-1]):
+        if found and re.search(r"[0-9]$", found[-1]) and unit_word(token, after_number=True):
             found[-1] += " " + token
         else:
             found.append(token)

@@ -35,10 +35,13 @@ _DAY_MONTH_YEAR = re.compile(rf"(?<![0-9])({_PART}{{1,2}})(?:st|nd|rd|th)?[\s.-]
 # the day and the year apart ("Feb 2025" is no February 20, 2025)
 _MONTH_DAY_YEAR = re.compile(rf"({_MONTH_WORD})\.?\s*({_PART}{{1,2}})(?:st|nd|rd|th)?(?:\s*[,.]\s*|\s+)({_YEAR})"
                              rf"(?![0-9])")
-_TIME = re.compile(r"(?<![0-9])([0-9OoIl|]{1,2})\s?[:.h]\s?([0-9OoIl|]{2})(?:\s?[:.]\s?[0-9OoIl|]{2})?\s*"
-                   r"([AaPp]\.?\s?[Mm]\.?)?")
 _MERIDIEM = r"([AaPp]\.?\s?[Mm]\.?)(?![A-Za-z])"
-_TIME_WITH_MERIDIEM = re.compile(rf"(?<![A-Za-z0-9:.])([0-9OoIl|]{{1,4}})\s*{_MERIDIEM}")  # "2 PM", "745 am"
+# after a time with minutes, "a" or "p" alone is a meridiem too ("7:45p", "7:45 p.")
+_TIME = re.compile(r"(?<![0-9])([0-9OoIl|]{1,2})\s?[:.h]\s?([0-9OoIl|]{2})(?:\s?[:.]\s?[0-9OoIl|]{2})?"
+                   r"(?:\s*([AaPp]\.?\s?[Mm]\.?(?![A-Za-z])|[AaPp]\.?(?![A-Za-z0-9-])))?")
+# "2 PM", "745 am", and glued to the digits "2p", "745a"
+_TIME_WITH_MERIDIEM = re.compile(rf"(?<![A-Za-z0-9:.])([0-9OoIl|]{{1,4}})"
+                                 rf"(?:\s*{_MERIDIEM}|([AaPp])\.?(?![A-Za-z0-9-]))")
 # "1405" first in its place, alone or before a word ("0745 Time Out: 0912")
 _TIME_DIGITS = re.compile(r"^[\s:.=-]*([0-9OoIl|]{4})(?:\s*(?:h|hrs?|hours)\.?)?(?=\s+[A-Za-z]|\s*$)", re.IGNORECASE)
 
@@ -126,29 +129,34 @@ def impossible_date(text: str, order: str = "MDY") -> str | None:
 
 
 def _clock(hour: int, minute: int, meridiem: str | None) -> tuple[int, int] | None:
-    meridiem = (meridiem or "").lower().replace(".", "").replace(" ", "")
+    meridiem = (meridiem or "").lower().replace(".", "").replace(" ", "")[:1]  # "pm", "p.m." or "p"
     if meridiem and not 1 <= hour <= 12:
         return None
-    if meridiem == "pm" and hour < 12:
+    if meridiem == "p" and hour < 12:
         hour += 12
-    if meridiem == "am" and hour == 12:
+    if meridiem == "a" and hour == 12:
         hour = 0
     return (hour, minute) if hour < 24 and minute < 60 else None
 
 
 def parse_time(text: str) -> Parsed | None:
-    """HH:MM (24 hours) from 14:05, 2:05 PM, 07.45, 14h05, 14:05:30, 2 PM, 745 am, and 1405 or
-    0745 first in the text, alone or before a word (four digits among others could be a year)."""
+    """HH:MM (24 hours) from 14:05, 2:05 PM, 7:45p, 07.45, 14h05, 14:05:30, 2 PM, 745 am, 2p, and
+    1405 or 0745 first in the text, alone or before a word (four digits among others could be a
+    year). A lone "a" or "p" after a time is its meridiem; after a 24-hour time ("14:05 A") it is
+    some other letter, left out."""
     for match in _TIME.finditer(text):
         (hour, minute), corrected = _digits(match.group(1), match.group(2))
-        clock = _clock(hour, minute, match.group(3))
+        meridiem, raw = match.group(3), match.group(0)
+        clock = _clock(hour, minute, meridiem)
+        if clock is None and meridiem and len(meridiem.rstrip(".")) == 1:  # "14:05 A": a letter, not a meridiem
+            clock, raw = _clock(hour, minute, None), text[match.start():match.start(3)]
         if clock:
-            return f"{clock[0]:02d}:{clock[1]:02d}", match.group(0).strip(), CORRECTED if corrected else 1.0
+            return f"{clock[0]:02d}:{clock[1]:02d}", raw.strip(), CORRECTED if corrected else 1.0
     for match in (*_TIME_WITH_MERIDIEM.finditer(text), *_TIME_DIGITS.finditer(text)):
         digits = match.group(1)
         (number,), corrected = _digits(digits)
         hour, minute = (number, 0) if len(digits) <= 2 else divmod(number, 100)
-        clock = _clock(hour, minute, match.group(2) if match.re is _TIME_WITH_MERIDIEM else None)
+        clock = _clock(hour, minute, (match.group(2) or match.group(3)) if match.re is _TIME_WITH_MERIDIEM else None)
         if clock:
             raw = match.group(0).strip().lstrip(":.=- ")
             return f"{clock[0]:02d}:{clock[1]:02d}", raw, CORRECTED if corrected else 1.0

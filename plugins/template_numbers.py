@@ -9,9 +9,11 @@ Each parser returns ``(value, raw, quality)`` or ``None`` (see :mod:`plugins.tem
 - Money keeps its sign ("-$12.50", "($12.50)") and two decimals, as a string ("1234.50"), so that
   JSON and CSV show the cents; an "S" just before the amount is a misread "$".
 - Units: lb (also "Ib", "1bs", "LB.", "#"), kg ("kgs", "KG"), t: the metric tonne of 1000 kg ("t",
-  "tonnes", "MT"), ton: the short ton of 2000 lb ("ton", "tons", "TN", "short tons").
-- A weight keeps a minus sign written against its digits ("-1,200 lb"); a dash set apart by a space
-  ("Gross - 61,260") is punctuation.
+  "tonnes", "MT"), ton: the short ton of 2000 lb ("ton", "tons", "TN", "short tons", and "ST" after
+  a number and a space: "36 ST").
+- A number or a weight keeps a minus sign written against its digits ("-1,200.5", "-1,200 lb"); a
+  dash set apart by a space ("Gross - 61,260") is punctuation. A plain number in brackets is
+  negative, as accounts print it ("(12)").
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ UNIT_WORDS: tuple[tuple[str, str], ...] = (
     (r"[l1i|]bs?|pounds?|#", "lb"),  # "Ib" and "1bs": how OCR reads "lb" and "lbs"
 )
 _UNIT = re.compile("|".join(rf"(?P<u{n}>(?:{pattern})(?![a-z])\.?)" for n, (pattern, _) in enumerate(UNIT_WORDS)))
+# "36 ST": short tons, where the letters follow a number ("1ST", one token, is an ordinal, no number)
+_SHORT_TONS = re.compile(r"st\.?(?![a-z0-9])")
 # a unit glued to its number ("72,340lb", "18.7t"): a space goes in before it is read
 _GLUED_UNIT = re.compile(r"(?<=[0-9])(?=(?:[li]bs?|kgs?|tons?|tonnes?|tn|t)(?![a-z]))", re.IGNORECASE)
 
@@ -53,8 +57,16 @@ _SPLIT_DIGITS = re.compile(rf"(?<![A-Za-z0-9,.])[0-9]+ [0-9]+{_EDGE}")
 _CURRENCY = re.compile(r"US\$|USD|\$", re.IGNORECASE)
 # a minus sign against a weight's digits, not inside a word or a number ("J-7741", "25-0826")
 _WEIGHT_SIGN = re.compile(r"(?<![A-Za-z0-9.,])[-\u2212\u2013]$")
+# an opening bracket right before a number: with its closing one after it, a negative ("(12)")
+_BRACKETED = re.compile(r"(?<![A-Za-z0-9])\(\s*$")
 # what may stand before an amount and belongs to it: a bracket, a sign, a currency
 _MONEY_LEAD = re.compile(r"(?:\(\s*)?(?:[-\u2212]\s*)?(?:US\$|USD|usd|\$|S)?\s*(?:[-\u2212]\s*)?$")
+
+
+def pattern_match(pattern: str, text: str) -> re.Match[str] | None:
+    """The first match of a template's ``pattern`` in ``text`` that holds more than spaces: an
+    empty match ("[0-9]*" before "ABC-77") is no value, so the search goes on past it."""
+    return next((match for match in re.finditer(pattern, text) if match.group(0).strip()), None)
 
 
 def fix_digits(text: str) -> tuple[str, bool]:
@@ -128,12 +140,24 @@ def _as_number(value: float) -> int | float:
 
 
 def parse_number(text: str) -> Parsed | None:
+    """A plain number with its sign: "-1,200.5" is -1200.5, and "(12)" (as accounts print a
+    negative) -12; a dash set apart by a space ("Count - 12") is punctuation."""
     spaced = _GLUED_UNIT.sub(" ", text)
     for span in number_spans(spaced):
         found = number_from(span.token)
         if found is not None:
             value, corrected = found
-            return _as_number(value), spaced[span.start:span.end], min(span.quality, CORRECTED if corrected else 1.0)
+            start, end = span.start, span.end
+            opening = _BRACKETED.search(spaced[:start])
+            closing = re.match(r"\s*\)", spaced[end:]) if opening else None
+            sign = _WEIGHT_SIGN.search(spaced[:start])
+            if opening and closing:
+                start, end = opening.start(), end + closing.end()
+            elif sign:
+                start = sign.start()
+            negative = bool((opening and closing) or sign) and value != 0
+            return (_as_number(-value if negative else value), spaced[start:end],
+                    min(span.quality, CORRECTED if corrected else 1.0))
     return None
 
 
@@ -157,13 +181,16 @@ def parse_money(text: str) -> Parsed | None:
     return None
 
 
-def unit_match(text: str) -> tuple[str, str] | None:
-    """The weight unit written at the start of ``text`` (lb, kg, t or ton) and its words as written."""
+def unit_match(text: str, after_number: bool = False) -> tuple[str, str] | None:
+    """The weight unit written at the start of ``text`` (lb, kg, t or ton) and its words as written.
+    ``after_number``: ``text`` follows a number, where "ST" is short tons too (elsewhere it is
+    more often a street, or the end of "1st")."""
     stripped = text.lstrip()
     match = _UNIT.match(stripped.lower())
-    if match is None:
-        return None
-    return UNIT_WORDS[int(match.lastgroup[1:])][1], stripped[:match.end()]  # type: ignore[index]
+    if match is not None:
+        return UNIT_WORDS[int(match.lastgroup[1:])][1], stripped[:match.end()]  # type: ignore[index]
+    short_tons = _SHORT_TONS.match(stripped.lower()) if after_number else None
+    return ("ton", stripped[:short_tons.end()]) if short_tons else None
 
 
 def unit_after(text: str) -> str | None:
@@ -172,9 +199,10 @@ def unit_after(text: str) -> str | None:
     return found[0] if found else None
 
 
-def unit_word(text: str) -> str | None:
-    """The unit a word stands for when the whole word is one ("kg", "t.", "Ibs"), else None."""
-    found = unit_match(text)
+def unit_word(text: str, after_number: bool = False) -> str | None:
+    """The unit a word stands for when the whole word is one ("kg", "t.", "Ibs"; "ST" after a
+    number), else None."""
+    found = unit_match(text, after_number)
     return found[0] if found and found[1] == text.strip() else None
 
 
@@ -187,6 +215,23 @@ def unit_in(text: str) -> str | None:
     return None
 
 
+def leading_weight(text: str) -> tuple[float, str, str, float] | None:
+    """The weight ``text`` starts with, a number with its unit written after it ("20.67 tons",
+    "18.75t"): the number as written (unsigned), its unit, its raw text and the quality of the read;
+    None when ``text`` starts with anything else, or its number has no unit."""
+    spaced = _GLUED_UNIT.sub(" ", text)
+    spans = number_spans(spaced)
+    if not spans or spans[0].start != 0:
+        return None
+    span = spans[0]
+    written = unit_match(spaced[span.end:], after_number=True)
+    plain = _plain(span.token, dot_groups_thousands=written[0] in ("lb", "kg")) if written else None
+    if written is None or plain is None:
+        return None
+    raw = spaced[:span.end] + spaced[span.end:len(spaced) - len(spaced[span.end:].lstrip())] + written[1]
+    return float(plain[0]), written[0], raw, min(span.quality, CORRECTED if plain[1] else 1.0)
+
+
 def parse_weight(text: str, unit: str = "lb", pattern: str | None = None,
                  assumed_unit: str | None = None) -> Parsed | None:
     """A weight converted to ``unit`` from the unit written after it, else ``assumed_unit`` (one
@@ -196,7 +241,7 @@ def parse_weight(text: str, unit: str = "lb", pattern: str | None = None,
     A ``pattern`` picks the number's text; the unit written after what it picked still counts."""
     spaced = _GLUED_UNIT.sub(" ", text)
     if pattern:
-        match = re.search(pattern, spaced) or re.search(pattern, fix_digits(spaced)[0])
+        match = pattern_match(pattern, spaced) or pattern_match(pattern, fix_digits(spaced)[0])
         if match is None:
             return None
         picked = spaced[match.start():match.end()]
@@ -205,7 +250,7 @@ def parse_weight(text: str, unit: str = "lb", pattern: str | None = None,
     else:
         spans = number_spans(spaced)
     for span in spans:
-        written = unit_match(spaced[span.end:])
+        written = unit_match(spaced[span.end:], after_number=True)
         from_unit = written[0] if written else assumed_unit or unit
         plain = _plain(span.token, dot_groups_thousands=from_unit in ("lb", "kg"))
         if plain is None:

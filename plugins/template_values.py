@@ -28,6 +28,7 @@ from plugins.template_numbers import (
     parse_money,
     parse_number,
     parse_weight,
+    pattern_match,
     unit_after,
     unit_in,
 )
@@ -63,11 +64,11 @@ def parse_id(text: str, pattern: str | None = None) -> Parsed | None:
     A mostly numeric id has letters read for digits corrected, keeping a letter prefix ("T-").
     Digits split by one space ("5588 12") are joined, as an ambiguous read."""
     if pattern:
-        match = re.search(pattern, text)
+        match = pattern_match(pattern, text)
         if match is not None:
             return match.group(0), match.group(0), 1.0
-        fixed, _ = fix_digits(text)
-        match = re.search(pattern, fixed)
+        fixed, _ = fix_digit_runs(text)  # letters for digits only among digits: "ABC" holds no "8"
+        match = pattern_match(pattern, fixed)
         return (match.group(0), match.group(0), CORRECTED) if match else None
     match = _ID_TOKEN.search(text)
     if match is None:
@@ -94,7 +95,7 @@ def parse_text(text: str, pattern: str | None = None) -> Parsed | None:
     """Free text, spaces collapsed and punctuation trimmed at the ends; a "#" before a word or a
     number stays ("#57 Stone")."""
     if pattern:
-        match = re.search(pattern, text)
+        match = pattern_match(pattern, text)
         return (match.group(0).strip(), match.group(0), 1.0) if match else None
     cleaned = re.sub(r"\s+", " ", text).strip()
     while True:  # punctuation at the ends, but for a full stop after a word ("Co.")
@@ -126,7 +127,7 @@ def parse_value(kind: str, text: str, pattern: str | None = None, unit: str = "l
     if kind == "weight":
         return parse_weight(text, unit, pattern, assumed_unit)
     if pattern:
-        match = re.search(pattern, text) or re.search(pattern, fix_digits(text)[0])
+        match = pattern_match(pattern, text) or pattern_match(pattern, fix_digits(text)[0])
         if match is None:
             return None
         text = match.group(0)

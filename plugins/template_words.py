@@ -65,7 +65,8 @@ def mark_gaps(line: str, placed: list[Placed]) -> str:
 def unit_after_number(line: str, start: int, placed: Placed) -> bool:
     """The word reads as a weight unit ("kg", "t", not a lone "#": that is more often a speckle)
     and stands right after a number in ``line[start:]``."""
-    return unit_word(placed.word.text) is not None and re.search(r"[A-Za-z]", placed.word.text) is not None \
+    return unit_word(placed.word.text, after_number=True) is not None \
+        and re.search(r"[A-Za-z]", placed.word.text) is not None \
         and re.search(r"[0-9]\s*$", line[start:placed.start]) is not None
 
 

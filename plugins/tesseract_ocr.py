@@ -15,7 +15,9 @@ running on as an orphan. pytesseract is kept for its error types and the languag
 Page segmentation: ``--psm 6`` (one uniform block of text) is the default. On generated tickets it
 reads label and value as one line in every layout; ``--psm 4`` (one column of variable sizes) is
 as good on these, while ``--psm 3`` (automatic) and ``--psm 11`` (sparse text) split a label from
-a value far to its right into separate blocks and lose a quarter of the fields.
+a value far to its right into separate blocks and lose a quarter of the fields. Modes 0 (orientation
+and script only) and 2 (not implemented by tesseract) give no text: the configuration refuses them
+(:meth:`engine.config.EngineConfig.validate`), so that no run starts to fail on every page.
 """
 
 from __future__ import annotations

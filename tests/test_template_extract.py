@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
 from engine.config import EngineConfig
 from engine.errors import ConfigError
 from engine.records import OcrResult, PageTask, Word
-from plugins.template_extract import BELOW, extract_fields, find_labels, load_template, pagemill_extract
+from plugins.template_extract import (
+    BELOW,
+    FieldSpec,
+    Template,
+    extract_fields,
+    find_labels,
+    load_template,
+    pagemill_extract,
+)
 
 PAGE = PageTask(document="x.pdf", sha256="0" * 64, index=0, page_count=1)
 TICKET = load_template("truck_ticket")
@@ -254,6 +263,25 @@ def test_the_bundled_truck_ticket_template() -> None:
     specs = {spec.name: spec for spec in TICKET.fields}
     assert [specs[name].type for name in ("date", "time", "net_lb")] == ["date", "time", "weight"]
     assert specs["net_tons"].unit == "ton" and specs["gross_lb"].unit == "lb"
+    assert {spec.role: spec.name for spec in TICKET.fields if spec.role} == {
+        "ticket_id": "ticket_number", "gross": "gross_lb", "tare": "tare_lb", "net": "net_lb", "net_tons": "net_tons"}
+    assert [spec.name for spec in TICKET.dates] == ["date"]
+    assert Path(TICKET.path).read_text().count("\nrole = ") == 5  # declared, not only implied by the names
+
+
+def test_the_bundled_names_imply_their_roles(tmp_path) -> None:
+    path = tmp_path / "old.toml"
+    path.write_text('[[field]]\nname = "ticket_number"\nlabels = ["no"]\ntype = "id"\n'
+                    '[[field]]\nname = "gross_lb"\nlabels = ["gross"]\ntype = "weight"\n'
+                    '[[field]]\nname = "loaded"\nlabels = ["loaded"]\ntype = "weight"\nrole = "tare"\n'
+                    '[[field]]\nname = "tare_lb"\nlabels = ["tare"]\ntype = "weight"\n'  # tare is taken
+                    '[[field]]\nname = "net_lb"\nlabels = ["net"]\ntype = "text"\n'  # not a weight
+                    '[[field]]\nname = "net_tons"\nlabels = ["tons"]\ntype = "weight"\nunit = "kg"\n')  # not tons
+    roles = {spec.name: spec.role for spec in load_template(str(path)).fields}
+    assert roles == {"ticket_number": "ticket_id", "gross_lb": "gross", "loaded": "tare", "tare_lb": None,
+                     "net_lb": None, "net_tons": None}
+    built = Template("t", "t.toml", (FieldSpec("net_lb", ("net",), "weight"),))  # a template made in code
+    assert built.role("net") is built.fields[0] and built.role("gross") is None
 
 
 @pytest.mark.parametrize(
@@ -263,11 +291,25 @@ def test_the_bundled_truck_ticket_template() -> None:
      ('[[field]]\nname = "x"\nlabels = ["x"]\ntype = "weight"\nunit = "stone"\n', "unit must be one of"),
      ('[[field]]\nname = "x"\nlabels = ["x"]\nunit = "kg"\n', "a unit is for weight fields"),
      ('[[field]]\nname = "x"\nlabels = ["x"]\npattern = "("\n', "bad pattern"),
+     ("[[field]]\nname = \"x\"\nlabels = [\"x\"]\npattern = '[0-9]*'\n",
+      r"field 1 \(x\): pattern '\[0-9\]\*' can match an empty value"),
+     ("[[field]]\nname = \"x\"\nlabels = [\"x\"]\npattern = '(?:No\\.)?'\n", "can match an empty value"),
+     ("[[field]]\nname = \"x\"\nlabels = [\"x\"]\npattern = '\\b'\n", "can match an empty value"),
      ('[[field]]\nname = "x"\nlables = ["x"]\n', "unknown key lables"),
      ('[[fields]]\nname = "x"\n', "unknown key fields"),
      ('[[field]]\nname = "x"\nlabels = ["x"]\n[[field]]\nname = "x"\nlabels = ["y"]\n', "defined twice"),
      ('[[field]]\nname = "x"\nlabels = ["Net"]\n[[field]]\nname = "y"\nlabels = ["net"]\n', "belongs to both"),
      ('[[field]]\nname = "x"\nlabels = ["x"]\nrequired = "yes"\n', "required must be true or false"),
+     ('[[field]]\nname = "x"\nlabels = ["x"]\ntype = "weight"\nrole = "weight"\n',
+      r"field 1 \(x\): role must be one of ticket_id, gross, tare, net, net_tons, not 'weight'"),
+     ('[[field]]\nname = "x"\nlabels = ["x"]\nrole = "gross"\n', "role 'gross' is for weight fields, not text"),
+     ('[[field]]\nname = "x"\nlabels = ["x"]\ntype = "date"\nrole = "ticket_id"\n',
+      "role 'ticket_id' is for id or text or number fields, not date"),
+     ('[[field]]\nname = "x"\nlabels = ["x"]\ntype = "weight"\nunit = "kg"\nrole = "net_tons"\n',
+      r"role 'net_tons' is for a weight in tons \(unit ton or t\), not kg"),
+     ('[[field]]\nname = "x"\nlabels = ["x"]\nrole = 3\n', "role must be a string, not 3"),
+     ('[[field]]\nname = "a"\nlabels = ["a"]\ntype = "weight"\nrole = "net"\n'
+      '[[field]]\nname = "b"\nlabels = ["b"]\ntype = "weight"\nrole = "net"\n', "role 'net' is given to both 'a' and 'b'"),
      ('[[field]]\nname = "gross weight"\nlabels = ["x"]\n', "needs a name"),
      ("not toml = = =", "not readable TOML")],
 )
@@ -277,6 +319,23 @@ def test_bad_templates_are_config_errors_naming_file_and_problem(tmp_path, body,
     with pytest.raises(ConfigError, match=problem) as raised:
         load_template(str(path))
     assert str(path) in str(raised.value)
+
+
+def test_a_pattern_that_matches_something_loads(tmp_path) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text("[[field]]\nname = \"x\"\nlabels = [\"x\"]\npattern = '[0-9]+|[A-Z]{2}-[0-9]*'\n")
+    assert load_template(str(path)).fields[0].pattern == "[0-9]+|[A-Z]{2}-[0-9]*"
+
+
+def test_an_empty_match_of_a_pattern_is_no_value() -> None:
+    # a template built in code, not loaded: the loader refuses such patterns
+    spec = FieldSpec("ticket_number", ("ticket no",), "id", pattern="[0-9]*", required=True)
+    template = Template("t", "t.toml", (spec,))
+    [found] = extract_fields(ocr_of("Ticket No: ABC-77"), template)
+    assert found.value == "77" and found.raw == "77"  # the first match that holds something
+    assert extract_fields(ocr_of("Ticket No: ABC"), template) == []
+    text = Template("t", "t.toml", (FieldSpec("grade", ("grade",), "text", pattern="[A-D]*"),))
+    assert extract_fields(ocr_of("Grade: fine"), text) == []
 
 
 def test_unknown_templates_name_what_there_is(tmp_path) -> None:

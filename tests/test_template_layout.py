@@ -9,7 +9,7 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.records import OcrResult, Word
-from plugins.template_extract import BELOW, extract_fields, load_template
+from plugins.template_extract import BELOW, extract_fields, find_labels, load_template
 
 TICKET = load_template("truck_ticket")
 REVIEW = 0.6  # below: the default --review-below sends the page to review
@@ -81,6 +81,62 @@ def test_a_header_row_value_under_its_column_wins_over_the_line_below_a_heading(
     # "January" starts left of the DATE label but lies under it: it belongs to the date's column
     assert found["ticket_number"].value == "558812" and found["date"].value == "2025-01-04"
     assert found["ticket_number"].confidence == pytest.approx(0.95 * BELOW)
+
+
+# ------------------------------------------- fixed-width printouts (Courier)
+@pytest.mark.parametrize("line, name, value", [
+    ("TICKET  NO. 104857", "ticket_number", "104857"), ("TICKET   NO: 104857", "ticket_number", "104857"),
+    ("SCALE  TICKET  NO  104857", "ticket_number", "104857"), ("TICKET  #  104857", "ticket_number", "104857"),
+    ("TRUCK  NO. TR-4187", "truck", "TR-4187"), ("NET  WEIGHT:  41,220 LB", "net_lb", 41220),
+    ("TIME  IN  14:05", "time", "14:05"), ("NET  TONS: 20.61", "net_tons", 20.61),
+])
+def test_a_label_printed_with_double_spaces_inside_it_is_found(line, name, value) -> None:
+    found = read(line)[name]
+    assert found.value == value and found.confidence == 1.0
+    assert [hit.field.name for hit in find_labels(line, TICKET)] == [name]
+
+
+def test_double_spaced_labels_on_one_line_each_take_their_own_value() -> None:
+    found = read("TICKET  NO. 104857    TRUCK  NO. TR-4187\nDATE  IN  03/14/2026    JOB  NO.  26-2291")
+    assert {name: field.value for name, field in found.items()} == {
+        "ticket_number": "104857", "truck": "TR-4187", "date": "2026-03-14", "job": "26-2291"}
+
+
+def test_spaces_between_two_labels_still_part_columns() -> None:
+    assert [hit.field.name for hit in find_labels("Gross  Tare  Net  Tons", TICKET)] == [
+        "gross_lb", "tare_lb", "net_lb", "net_tons"]
+    assert [hit.field.name for hit in find_labels("Net:  Tons", TICKET)] == ["net_lb", "net_tons"]
+    assert [hit.field.name for hit in find_labels("DATE  TIME", TICKET)] == ["date", "time"]
+    # a heading, then a label in a column of its own: "Ticket" and "Date" are no "ticket date"
+    assert [hit.field.name for hit in find_labels("SCALE TICKET          DATE: 03/14/2026", TICKET)] == [
+        "ticket_number", "date"]
+    found = read("SCALE TICKET          DATE: 03/14/2026")
+    assert found["date"].value == "2026-03-14" and "ticket_number" not in found
+    # a tab (a gap OCR measured between words) always parts columns
+    assert [hit.field.name for hit in find_labels("Ticket\tNo. 104857", TICKET)] == ["ticket_number"]
+    assert find_labels("Ticket\tNo. 104857", TICKET)[0].end == len("Ticket")
+
+
+def test_a_fixed_width_text_layer_pdf_gives_its_fields(tmp_path) -> None:
+    from ingest_builders import ingest_and_load
+    from reportlab.lib.pagesizes import letter
+    from reportlab.pdfgen import canvas
+
+    rows = ["GRANITE RIDGE QUARRY          SCALE TICKET", "TICKET  NO. 104857      DATE:  03/14/2026",
+            "TRUCK  NO. TR-4187      CARRIER:  DELGADO HAULING", "GROSS  WEIGHT:  72,340 LB",
+            "TARE  WEIGHT:   31,120 LB", "NET  WEIGHT:    41,220 LB", "NET  TONS:      20.61"]
+    pdf = canvas.Canvas(str(tmp_path / "courier.pdf"), pagesize=letter)
+    pdf.setFont("Courier", 10)
+    for number, row in enumerate(rows):
+        pdf.drawString(72, 700 - 14 * number, row)
+    pdf.save()
+    _, [content] = ingest_and_load(tmp_path / "courier.pdf")
+    assert content.source == "text-layer" and "TICKET  NO." in content.text  # the printout's spaces are kept
+    found = read(content.text)
+    assert {name: field.value for name, field in found.items()} == {
+        "ticket_number": "104857", "date": "2026-03-14", "truck": "TR-4187", "carrier": "DELGADO HAULING",
+        "gross_lb": 72340, "tare_lb": 31120, "net_lb": 41220, "net_tons": 20.61}
+    assert all(field.confidence == 1.0 for field in found.values())
 
 
 def test_disagreeing_candidates_of_the_same_rank_are_a_guess() -> None:

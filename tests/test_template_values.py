@@ -81,7 +81,23 @@ def test_times_without_a_colon(line, value) -> None:
     assert read(line)["time"].value == value
 
 
-@pytest.mark.parametrize("line", ["Time: 13 PM", "Time: 2575", "Time: 14057"])
+@pytest.mark.parametrize("line, value", [
+    ("Time: 7:45p", "19:45"), ("Time: 7:45 p", "19:45"), ("Time: 7:45 P.", "19:45"), ("Time: 7:45a", "07:45"),
+    ("Time: 12:10 a", "00:10"), ("Time: 12:10p", "12:10"), ("Time: 2p", "14:00"), ("Time: 745a", "07:45"),
+    ("Time: 14:05 A", "14:05"), ("Time: 13:05p", "13:05"),  # after a 24-hour time: some other letter
+    ("Time: 7:45 P-12", "07:45"), ("Time: 7:45 Plant 2", "07:45"),  # a letter of what follows
+])
+def test_a_single_letter_meridiem(line, value) -> None:
+    found = read(line)["time"]
+    assert found.value == value and found.confidence == 1.0
+
+
+def test_the_raw_text_of_a_time_has_its_meridiem_and_nothing_else() -> None:
+    assert read("Time: 7:45 p")["time"].raw == "7:45 p"
+    assert read("Time: 14:05 A")["time"].raw == "14:05"
+
+
+@pytest.mark.parametrize("line", ["Time: 13 PM", "Time: 2575", "Time: 14057", "Time: 2p-3"])
 def test_digits_that_are_no_time(line) -> None:
     assert "time" not in read(line)
 
@@ -113,6 +129,21 @@ def test_a_weight_pattern_picks_the_number_and_the_unit_after_it_still_counts(tm
                                 "pattern = '[0-9][0-9,]*'\n")
     assert [f.value for f in extract_fields(OcrResult("Weight: 33,729 kg"), custom)] == [74360]
     assert [f.value for f in extract_fields(OcrResult("Weight: 33,729"), custom)] == [33729]
+
+
+COUNT = '[[field]]\nname = "count"\nlabels = ["count"]\ntype = "number"\n'
+
+
+@pytest.mark.parametrize("line, value, raw", [
+    ("Count: -1,200.5", -1200.5, "-1,200.5"), ("Count: (12)", -12, "(12)"), ("Count: ( 12 )", -12, "( 12 )"),
+    ("Count: \u22125", -5, "\u22125"), ("Count: 1,200.5", 1200.5, "1,200.5"), ("Count: -0", 0, "-0"),
+    ("Count - 12", 12, "12"),  # a dash set apart is punctuation
+    ("Count: J-7741", 7741, "7741"), ("Count: 12 (3)", 12, "12"), ("Count: (12 loads)", 12, "12"),
+])
+def test_a_number_keeps_its_sign(tmp_path, line, value, raw) -> None:
+    [found] = extract_fields(OcrResult(line), template(tmp_path, COUNT))
+    assert (found.value, found.raw, found.confidence) == (value, raw, 1.0)
+    assert str(found.value) == str(value)  # -0 is 0
 
 
 # -------------------------------------------------------------------- money
@@ -150,6 +181,15 @@ def test_units_as_ocr_spells_them_convert_to_the_fields_unit(tmp_path, written, 
     kilos = template(tmp_path, '[[field]]\nname = "w"\nlabels = ["weight"]\ntype = "weight"\nunit = "kg"\n')
     [found] = extract_fields(OcrResult(f"Weight: {written}"), kilos)  # kg: lb would be the default anyway
     assert abs(found.value - pounds * 0.45359237) <= 1
+
+
+def test_st_after_a_number_is_short_tons() -> None:
+    assert read("Net Tons: 36 ST")["net_tons"].value == 36.0
+    assert read("Gross: 36 ST")["gross_lb"].value == 72000
+    assert read("Gross: 36 st.")["gross_lb"].raw == "36 st."
+    assert read("Gross: 36 Street")["gross_lb"].value == 36  # a word, not the unit
+    assert "gross_lb" not in read("Gross: 1ST")  # an ordinal is no number
+    assert read("Gross  Tare  Net  Tons\n72,000 lb  36,000 lb  36,000 lb  18 ST")["net_tons"].value == 18.0
 
 
 def test_short_tons_and_metric_tonnes_stay_distinct() -> None:

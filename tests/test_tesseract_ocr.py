@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from engine.config import EngineConfig
-from engine.errors import CriticalError
+from engine.errors import ConfigError, CriticalError
 from engine.records import EncodedImage, PageTask
 from plugins import tesseract_ocr
 
@@ -70,6 +70,37 @@ def test_psm_is_passed_to_tesseract(tesseract_available) -> None:
     image = text_image(("Ticket 104857", "Gross 72340"), size=(900, 220))
     assert len(tesseract_ocr.pagemill_ocr(PAGE, image, EngineConfig(psm=6)).lines) == 2
     assert len(tesseract_ocr.pagemill_ocr(PAGE, image, EngineConfig(psm=7)).lines) == 1  # one text line
+
+
+@pytest.mark.parametrize("psm", [0, 2, 14, -1])
+def test_a_psm_that_gives_no_text_is_a_config_error_naming_the_modes(psm) -> None:
+    with pytest.raises(ConfigError, match=r"psm must be 1 or 3 to 13, not -?[0-9]+ \(psm 0 only detects orientation"):
+        EngineConfig.load(environ={}, psm=psm)
+    with pytest.raises(ConfigError, match="psm"):
+        EngineConfig.load(environ={"PAGEMILL_PSM": str(psm)})
+    assert [EngineConfig.load(environ={}, psm=mode).psm for mode in (1, 3, 13)] == [1, 3, 13]
+
+
+def test_psm_0_on_the_command_line_is_bad_usage_before_any_page(tmp_path, monkeypatch, capsys) -> None:
+    from loguru import logger
+
+    from engine.cli import main
+
+    (tmp_path / "in").mkdir()
+    text_image().save(tmp_path / "in" / "ticket.png")
+    for name in [name for name in os.environ if name.startswith("PAGEMILL_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        code = main(["run", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--psm", "0"])
+    finally:
+        logger.remove()
+        logger.add(sys.stderr)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "psm must be 1 or 3 to 13, not 0" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_blank_page_has_no_words(tesseract_available) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import date
 
 from engine.config import EngineConfig
-from engine.records import Field, PageResult, PageTask
+from engine.records import Field, OcrResult, PageResult, PageTask
 from engine.seen import SeenValues
 from plugins.template_notes import PageNotes, Unreadable
+from plugins.template_extract import pagemill_extract
+from plugins.template_loader import load_template
 from plugins.ticket_validate import (
     check_fields,
     pagemill_cross_check,
@@ -39,6 +41,16 @@ def test_missing_required_fields() -> None:
     issues = check_fields(fields(**partial), REQUIRED, 0.6, today=date(2026, 6, 1))
     assert codes(issues) == ["missing_field", "missing_field"]
     assert {i.field for i in issues} == {"date", "tare_lb"}
+
+
+def test_an_empty_value_is_a_missing_field() -> None:
+    for empty in ("", "   "):
+        issues = check_fields(fields(**dict(GOOD, ticket_number=empty)), REQUIRED, 0.6, today=date(2026, 6, 1))
+        assert [(i.code, i.field) for i in issues] == [("missing_field", "ticket_number")]
+    seen = SeenValues()
+    for n in (1, 2):  # two pages without a number are no duplicates
+        page = PageResult(f"{n}.pdf", str(n) * 64, 1, 1, "ok", fields=fields(**dict(GOOD, ticket_number="")))
+        assert pagemill_cross_check(page, seen, EngineConfig()) == []
 
 
 def test_net_must_be_gross_minus_tare_within_one_percent() -> None:
@@ -167,3 +179,125 @@ def test_a_page_ocr_could_hardly_read_may_be_rotated() -> None:
                        "or not a ticket")
     assert hint(90.0) == [] and hint(None) == []  # read well, or a text layer: nothing to suggest
     assert hint(35.0, fields(**{k: GOOD[k] for k in ("ticket_number", "date", "gross_lb")})) == []
+
+
+# ------------------------------------------------------------ roles and units
+METRIC = """
+[[field]]
+name = "docket"
+labels = ["docket no"]
+type = "id"
+role = "ticket_id"
+[[field]]
+name = "day"
+labels = ["day"]
+type = "date"
+[[field]]
+name = "gross_kg"
+labels = ["gross"]
+type = "weight"
+unit = "kg"
+role = "gross"
+[[field]]
+name = "tare_kg"
+labels = ["tare"]
+type = "weight"
+unit = "kg"
+role = "tare"
+[[field]]
+name = "net_kg"
+labels = ["net"]
+type = "weight"
+unit = "kg"
+role = "net"
+[[field]]
+name = "net_t"
+labels = ["tonnes"]
+type = "weight"
+unit = "t"
+role = "net_tons"
+"""
+
+
+def metric_template(tmp_path, body: str = METRIC) -> str:
+    path = tmp_path / "metric.toml"
+    path.write_text(body)
+    return str(path)
+
+
+def validated(text: str, template: str) -> list:
+    config = EngineConfig(template=template)
+    found = {f.name: f for f in pagemill_extract(PAGE, OcrResult(text, tuple(text.splitlines())), config)}
+    return pagemill_validate(PAGE, found, config)
+
+
+def test_a_metric_template_gets_the_net_check_by_its_roles(tmp_path) -> None:
+    template = metric_template(tmp_path)
+    issues = validated("Gross: 30,000 kg\nTare: 10,000 kg\nNet: 5,000 kg", template)
+    assert [(i.code, i.field, i.message) for i in issues] == [
+        ("net_mismatch", "net_kg", "net 5,000 kg is not gross 30,000 - tare 10,000 = 20,000 kg")]
+    assert validated("Gross: 30,000 kg\nTare: 10,000 kg\nNet: 20,000 kg\nTonnes: 20.00", template) == []
+    [tonnes] = validated("Gross: 30,000 kg\nTare: 10,000 kg\nNet: 20,000 kg\nTonnes: 22.05", template)
+    assert (tonnes.code, tonnes.field, tonnes.message) == ("tons_mismatch", "net_t", "net 22.05 t is not net 20,000 kg "
+                                                                                    "= 20 t")
+
+
+def test_weights_in_different_units_are_compared_in_one(tmp_path) -> None:
+    def field(name: str, role: str, unit: str) -> str:
+        return f'[[field]]\nname = "{name}"\nlabels = ["{name}"]\ntype = "weight"\nunit = "{unit}"\nrole = "{role}"\n'
+
+    mixed = tmp_path / "mixed.toml"
+    mixed.write_text(field("loaded", "gross", "kg") + field("empty", "tare", "lb") + field("load", "net", "lb")
+                          + field("tons", "net_tons", "ton"))
+    template = load_template(str(mixed))
+    ok = {"loaded": Field("loaded", 30000, 0.95), "empty": Field("empty", 22046, 0.95),
+          "load": Field("load", 44093, 0.95), "tons": Field("tons", 22.05, 0.95)}  # 30,000 kg = 66,139 lb
+    assert check_fields(ok, (), 0.6, today=date(2026, 6, 1), template=template) == []
+    off = dict(ok, load=Field("load", 40000, 0.95), tons=Field("tons", 20.0, 0.95))
+    [issue] = check_fields(off, (), 0.6, today=date(2026, 6, 1), template=template)
+    assert issue.code == "net_mismatch" and issue.field == "load"
+    assert issue.message == "net 40,000 lb is not gross 30,000 kg - tare 22,046 = 44,093 lb"
+    swapped = {"loaded": Field("loaded", 10000, 0.95), "empty": Field("empty", 44092, 0.95)}  # 10 t < 20 t
+    [negative] = check_fields(swapped, (), 0.6, today=date(2026, 6, 1), template=template)
+    assert negative.code == "negative_net"
+    assert negative.message == "gross 10,000 kg is less than tare 44,092 lb (net would be -10,000 kg)"
+    same = {"loaded": Field("loaded", 10000, 0.95), "empty": Field("empty", 22046, 0.95)}  # equal, but for rounding
+    assert check_fields(same, (), 0.6, today=date(2026, 6, 1), template=template) == []
+
+
+def test_net_tons_stand_in_for_a_net_not_read() -> None:
+    partial = {k: v for k, v in GOOD.items() if k != "net_lb"}
+    assert check_fields(fields(**partial), (), 0.6, today=date(2026, 6, 1)) == []
+    [issue] = check_fields(fields(**dict(partial, net_tons=25.0)), (), 0.6, today=date(2026, 6, 1))
+    assert (issue.code, issue.field) == ("net_mismatch", "net_tons")
+    assert issue.message == "net 25 tons is not gross 72,340 lb - tare 31,120 lb = 20.61 tons"
+
+
+def test_weights_without_roles_are_not_checked(tmp_path) -> None:
+    body = METRIC.replace('role = "gross"\n', "").replace('role = "tare"\n', "").replace('role = "net"\n', "")
+    assert validated("Gross: 30,000 kg\nTare: 10,000 kg\nNet: 5,000 kg", metric_template(tmp_path, body)) == []
+
+
+def test_every_date_field_is_checked(tmp_path) -> None:
+    template = load_template(metric_template(tmp_path, METRIC + '[[field]]\nname = "out"\nlabels = ["out"]\n'
+                                                                'type = "date"\n'))
+    page = {"day": Field("day", "1985-01-01", 0.95, type="date"), "out": Field("out", "2026-06-03", 0.95, type="date"),
+            "seen": Field("seen", "1970-01-01", 0.95, type="date")}  # a date another plugin added
+    issues = check_fields(page, (), 0.6, today=date(2026, 6, 1), template=template)
+    assert [(i.code, i.field) for i in issues] == [("implausible_date", "day"), ("implausible_date", "out"),
+                                                   ("implausible_date", "seen")]
+    assert issues[1].message == "out 2026-06-03 is before 1990 or after 2026-06-02"
+
+
+def test_the_duplicate_check_follows_the_ticket_id_role(tmp_path) -> None:
+    config = EngineConfig(template=metric_template(tmp_path))
+    seen = SeenValues()
+    pages = [PageResult(f"{n}.pdf", str(n) * 64, 1, 1, "ok", fields={"docket": Field("docket", "D-77", 0.95)})
+             for n in (1, 2)]
+    assert pagemill_cross_check(pages[0], seen, config) == []
+    [issue] = pagemill_cross_check(pages[1], seen, config)
+    assert (issue.code, issue.field, issue.message) == ("duplicate_ticket", "docket",
+                                                        "ticket number D-77 is also on 1.pdf page 1")
+    no_role = EngineConfig(template=metric_template(tmp_path, METRIC.replace('role = "ticket_id"\n', "")))
+    seen = SeenValues()
+    assert [pagemill_cross_check(page, seen, no_role) for page in pages] == [[], []]
