@@ -9,11 +9,11 @@ import socket
 
 import pytest
 from conftest import noop_config
-from ingest_builders import document
 from pdf_fixtures import text_pdf
 
 import plugins.pdf_ingest as ingest
 from engine.api import Engine
+from engine.config import EngineConfig
 from engine.discovery import UNREAD_PREFIX, iter_documents
 from engine.errors import UnsupportedDocumentError
 
@@ -34,7 +34,8 @@ def test_ingest_refuses_a_special_file_naming_what_it_is(tmp_path, make, kind) -
     path = tmp_path / "special.pdf"
     make(path)
     with pytest.raises(UnsupportedDocumentError) as info:
-        ingest.pagemill_ingest(document(path), noop_config(None))
+        [found] = list(iter_documents([str(path)]))  # as a run finds it: listed, never read
+        ingest.pagemill_ingest(found, noop_config(None))
     assert str(info.value) == f"not a regular file ({kind})"
 
 
@@ -44,7 +45,7 @@ def test_a_run_over_a_folder_with_a_named_pipe_finishes_the_other_documents(tmp_
     text_pdf(archive / "good.pdf", [TEXT])
     os.mkfifo(archive / "pipe.pdf")
     out = tmp_path / "out"
-    summary = Engine(noop_config(out, page_timeout=30)).run([str(archive)])
+    summary = Engine(EngineConfig(out_dir=str(out), workers="2", page_timeout=30)).run([str(archive)])
     records = {r["document"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
     assert summary.status == "partial"
     assert records[str(archive / "good.pdf")]["status"] in ("ok", "review")
