@@ -10,7 +10,8 @@ go in one message; the worker answers each as it finishes, so nothing is lost wi
 Better work takes the waiting place: when a queued task outranks a task waiting on a worker and
 no worker has room, the waiting task is asked back (``WorkerPool.revoke``: a task the worker has
 already started is left to finish) and the better one is sent in its place, to run as soon as
-the worker's current task ends. Nothing is queued behind an ingest that outranks it: the pages
+the worker's current task ends. A task that was given its place because it had aged (engine.pagequeue)
+keeps it: taking it back would put it behind the better work it was let through. Nothing is queued behind an ingest that outranks it: the pages
 that ingest yields take that place.
 """
 
@@ -134,7 +135,7 @@ class Dispatcher:
         for worker in self.pool.workers.values():
             if worker.retiring or not worker.ready:
                 continue
-            worse = [task for task in worker.in_flight[1:] if task.rank > best]
+            worse = [task for task in worker.in_flight[1:] if task.rank > best and not task.aged]
             if worse:
                 candidates.append((max(task.rank for task in worse), worker, worse))
         wanted = self.queue.counts()[best]

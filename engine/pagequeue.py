@@ -4,7 +4,8 @@ Order of work (``PageQueue``):
 
 1. By priority class: urgent, high, normal, low.
 2. Within a class, ingest tasks first (a document's size is known only once ingested), then pages
-   of larger documents first, so the tail of a run is short; then first come, first served.
+   of larger documents first, so the tail of a run is short; then first come (first pushed),
+   first served.
 3. Aging, bounded: a task of a lower class that has waited ``gap × aging_seconds`` (``gap``: how
    many classes it is below the best class waiting) is *aged*. Aged tasks, the most overdue
    first, get at most one pop in ``aged_share`` (4) while better work waits; the other pops go
@@ -12,11 +13,16 @@ Order of work (``PageQueue``):
    (an urgent page still starts within about one page-time), and a low page is served within
    ``gap × aging_seconds`` plus ``aged_share`` pops for each aged task older than it, however
    many urgent pages keep arriving.
+4. A task keeps its age: its wait counts from its first push, so a task given back by a worker
+   or retried is not sent to the back of its class. A task that was popped as aged and comes
+   back (its worker was retired, or died before starting it) is owed that pop: the next pop may
+   be aged again, however few pops of better work came since. The dispatcher never takes an
+   aged task back for better work (engine.dispatch).
 
 Every push is an entry of its own: a task pushed again (a retry, a task given back by a worker
 that died or was asked to give it back) is a new entry, and the entry it had before was used up
 when it was popped, so a task is popped exactly once per push. Entries leave the per-class heap
-and the per-class FIFO lazily (a popped entry is marked and skipped), and a class whose
+and the per-class heap by age lazily (a popped entry is marked and skipped), and a class whose
 structures hold more dead entries than live ones is compacted, so memory stays proportional to
 the queue.
 
@@ -30,7 +36,6 @@ import heapq
 import itertools
 import math
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -48,13 +53,14 @@ class Task:
     payload: Any  # Document or PageTask
     rank: int  # 0 urgent .. 3 low
     size: int  # pages of its document (0 when not known yet)
-    enqueued_at: float = 0.0
+    enqueued_at: float | None = None  # clock time of its first push: its age counts from there
     attempts: int = 0  # attempts that failed so far
     held_failures: int = 0  # failures charged to an open circuit breaker, not to the task
     job: int = 0
     cost: float = math.inf  # expected seconds when known to be short (engine.dispatch), else inf
     blocked: int = 0  # plugin calls (bits of engine.gates) that must fail fast: their breaker is open
     trial: int = 0  # plugin calls this task may make although their breaker is half-open
+    aged: bool = False  # its last pop was an aged pick (it is not taken back for better work)
 
     def where(self) -> str:
         return self.payload.path if self.kind == "ingest" else self.payload.where()
@@ -80,8 +86,8 @@ class PageQueue:
         self.aging_seconds = aging_seconds
         self.clock = clock
         self.aged_share = aged_share
-        self._heaps: list[list[tuple[int, int, _Entry]]] = [[] for _ in range(N_CLASSES)]
-        self._fifos: list[deque[_Entry]] = [deque() for _ in range(N_CLASSES)]
+        self._heaps: list[list[tuple[int, float, int, _Entry]]] = [[] for _ in range(N_CLASSES)]
+        self._by_age: list[list[tuple[float, int, _Entry]]] = [[] for _ in range(N_CLASSES)]  # by age
         self._live = [0] * N_CLASSES
         self._size = 0
         self._pushes = itertools.count()
@@ -99,11 +105,15 @@ class PageQueue:
         return list(self._live)
 
     def push(self, task: Task) -> None:
-        task.enqueued_at = self.clock()
+        if task.enqueued_at is None:
+            task.enqueued_at = self.clock()
+        if task.aged:  # an aged pick that came back: owed its pop
+            self._since_aged = max(self._since_aged, self.aged_share)
         entry = _Entry(task)
         order = -(10**9) if task.kind == "ingest" else -task.size
-        heapq.heappush(self._heaps[task.rank], (order, next(self._pushes), entry))
-        self._fifos[task.rank].append(entry)
+        push = next(self._pushes)
+        heapq.heappush(self._heaps[task.rank], (order, task.enqueued_at, push, entry))
+        heapq.heappush(self._by_age[task.rank], (task.enqueued_at, push, entry))
         self._live[task.rank] += 1
         self._size += 1
         self._peeked = None
@@ -121,12 +131,13 @@ class PageQueue:
         rank, entry, aged = self._peeked or self._select()  # exactly the task peeked, if any
         self._peeked = None
         if aged:
-            self._fifos[rank].popleft()
+            heapq.heappop(self._by_age[rank])
             self._since_aged = 0
         else:
             heapq.heappop(self._heaps[rank])
             self._since_aged += 1
         entry.alive = False
+        entry.task.aged = aged
         self._live[rank] -= 1
         self._size -= 1
         self._compact_if_sparse(rank)
@@ -138,7 +149,7 @@ class PageQueue:
         if self._since_aged >= self.aged_share - 1:
             aged = self._most_overdue(best)
             if aged is not None:
-                return aged, self._fifo_front(aged), True
+                return aged, self._oldest(aged), True
         return best, self._heap_top(best), False
 
     def _most_overdue(self, best: int) -> int | None:
@@ -148,40 +159,42 @@ class PageQueue:
         for rank in range(best + 1, N_CLASSES):
             if not self._live[rank]:
                 continue
-            oldest = self._fifo_front(rank).task
-            excess = (now - oldest.enqueued_at) - (rank - best) * self.aging_seconds
+            oldest = self._oldest(rank).task
+            waited = now - oldest.enqueued_at if oldest.enqueued_at is not None else 0.0
+            excess = waited - (rank - best) * self.aging_seconds
             if excess >= 0 and (chosen is None or excess > chosen_excess):
                 chosen, chosen_excess = rank, excess
         return chosen
 
     def _heap_top(self, rank: int) -> _Entry:
         heap = self._heaps[rank]
-        while not heap[0][2].alive:
+        while not heap[0][-1].alive:
             heapq.heappop(heap)
-        return heap[0][2]
+        return heap[0][-1]
 
-    def _fifo_front(self, rank: int) -> _Entry:
-        fifo = self._fifos[rank]
-        while not fifo[0].alive:
-            fifo.popleft()
-        return fifo[0]
+    def _oldest(self, rank: int) -> _Entry:
+        by_age = self._by_age[rank]
+        while not by_age[0][2].alive:
+            heapq.heappop(by_age)
+        return by_age[0][2]
 
     def _compact_if_sparse(self, rank: int) -> None:
         live = self._live[rank]
-        if len(self._heaps[rank]) > 2 * live + _COMPACT_SLACK or len(self._fifos[rank]) > 2 * live + _COMPACT_SLACK:
+        if len(self._heaps[rank]) > 2 * live + _COMPACT_SLACK or len(self._by_age[rank]) > 2 * live + _COMPACT_SLACK:
             self._rebuild(rank)
 
     def _rebuild(self, rank: int) -> None:
-        self._heaps[rank] = [item for item in self._heaps[rank] if item[2].alive]
+        self._heaps[rank] = [item for item in self._heaps[rank] if item[-1].alive]
         heapq.heapify(self._heaps[rank])
-        self._fifos[rank] = deque(entry for entry in self._fifos[rank] if entry.alive)
+        self._by_age[rank] = [item for item in self._by_age[rank] if item[2].alive]
+        heapq.heapify(self._by_age[rank])
 
     def remove_where(self, doomed: Callable[[Task], bool]) -> list[Task]:
         """Take out every waiting task for which ``doomed`` is true (a cancelled job's)."""
         removed: list[Task] = []
         self._peeked = None
         for rank in range(N_CLASSES):
-            for entry in self._fifos[rank]:
+            for _, _, entry in self._by_age[rank]:
                 if entry.alive and doomed(entry.task):
                     entry.alive = False
                     removed.append(entry.task)

@@ -185,3 +185,22 @@ def test_no_waiting_place_is_taken_when_nothing_better_is_queued() -> None:
     queue.push(page("late", 0, "low"))
     dispatcher.dispatch()
     assert not any(w.revoking for w in pool.workers.values())
+
+
+def test_a_page_let_through_by_aging_is_not_taken_back_for_better_work() -> None:
+    queue, pool, dispatcher, _ = make(workers=1)
+    clock = [0.0]
+    queue.aging_seconds, queue.clock, queue.aged_share = 10.0, lambda: clock[0], 1
+    old = page("old", 0, "low")
+    queue.push(old)
+    for index in range(4):
+        queue.push(page("high", index, "high"))
+    dispatcher.dispatch()
+    worker = pool.workers[0]
+    pool.finish_first(worker)
+    clock[0] = 25.0  # old has waited past 2 × aging against the high class
+    dispatcher.dispatch()
+    assert worker.in_flight[1] is old and old.aged  # it took the waiting place as an aged pick
+    queue.push(page("rush", 0, "urgent"))
+    dispatcher.dispatch()
+    assert not worker.revoking and worker.in_flight[1] is old

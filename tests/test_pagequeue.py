@@ -255,3 +255,52 @@ def test_a_low_page_waits_a_bounded_time_behind_urgent_pages_arriving_faster_tha
         clock.now += 1.0
     assert served_at is not None, "the low page starved"
     assert served_at <= 3 * 5.0 + 4  # three classes below urgent, then within one share of pops
+
+
+# --------------------------------------------------------------------- a task keeps its age
+def test_a_task_given_back_keeps_its_age_and_is_not_sent_behind_fresher_pages() -> None:
+    clock = FakeClock()
+    queue = PageQueue(aging_seconds=10.0, clock=clock)
+    old = page("old", 0, 1, "low")
+    queue.push(old)
+    clock.now = 5.0
+    assert queue.pop() is old  # sent to a worker ...
+    clock.now = 6.0
+    fresh = page("fresh", 0, 1, "low")
+    queue.push(fresh)
+    queue.push(old)  # ... which gave it back unstarted: its wait still counts from 0
+    assert old.enqueued_at == 0.0
+    assert queue.pop() is old  # oldest first among the aged: the fresher page does not overtake
+    queue.push(page("high", 0, 1, "high"))
+    clock.now = 21.0  # old has waited 21 s: past 2 × aging against the high class; fresh only 15 s
+    queue.push(old)
+    assert queue.pop() is old
+
+
+def test_a_retried_task_keeps_its_first_enqueue_time() -> None:
+    clock = FakeClock()
+    queue = PageQueue(aging_seconds=10.0, clock=clock)
+    low = page("low", 0, 1, "low")
+    queue.push(low)
+    clock.now = 1.0
+    assert queue.pop() is low
+    clock.now = 30.0  # failed, waited out its backoff, due again
+    queue.push(low)
+    queue.push(page("urgent", 0, 1, "urgent"))
+    assert low.enqueued_at == 0.0
+    assert queue.pop() is low  # three classes below urgent, 30 s old: aged at once, not waiting again
+
+
+def test_an_aged_pick_that_comes_back_gets_its_pop_at_once() -> None:
+    clock = FakeClock()
+    queue = PageQueue(aging_seconds=10.0, clock=clock)
+    low = page("low", 0, 1, "low")
+    queue.push(low)
+    for index in range(20):
+        queue.push(page("high", index, 20, "high"))
+    clock.now = 25.0
+    assert queue.pop() is low and low.aged  # aged: it goes before the high pages
+    queue.push(low)  # its worker was retired (its spare place given back) before it started
+    assert queue.pop() is low  # not put behind aged_share - 1 more high pages
+    assert queue.pop().payload.document == "high"
+    assert not queue.peek().aged
