@@ -5,7 +5,9 @@ A mixin of :class:`engine.outcomes.Outcomes`; every method here runs in the sche
 - A worker that died, or was killed past ``--page-timeout``, or could not be written to, or sent
   a message that cannot be read: the task it had in hand (its progress slot says which) is
   charged a transient failure and retried, or failed as a poison page after ``max_attempts``; the
-  others it held never started and go back uncharged; the worker is replaced at once.
+  others it held never started and go back uncharged; the worker is replaced at once. A poison
+  page's message names the plugin and hook that ran when its worker died or hung (the worker's
+  progress slot says which), and its stage is that hook's.
 - A worker that dies with no task in hand while it holds tasks is charged nothing; when that
   happens ``EMPTY_HANDED_LIMIT`` times in a row, the first task the worker held is charged, so a
   page whose answer kills its worker after it is done cannot go round for ever.
@@ -27,6 +29,8 @@ from engine.pagequeue import Task
 from engine.pool import describe_exit
 from engine.records import ErrorInfo
 
+STAGE_OF_HOOK = {"pagemill_ingest": "ingest", "pagemill_load_page": "load", "pagemill_ocr": "ocr",
+                 "pagemill_extract": "extract", "pagemill_validate": "validate"}
 EMPTY_HANDED_LIMIT = 2  # deaths in a row with nothing in hand before the first task held is charged
 START_FAILURES = 3  # workers in a row that die or hang before ready: the run stops
 START_TIMEOUT = 60.0  # seconds a worker may take to start, at most ...
@@ -72,6 +76,8 @@ class Deaths:
             self.pool.fill(f"replacing worker {worker.slot} (pid {worker.pid})")
         if suspect is None:
             return
+        if key is not None:
+            suspect.lost_in = key
         trial = self.gates.is_trial(suspect, key)
         first_attempt = not self._failed_before(suspect)
         # a retry that dies says nothing of the plugin: a trial it carried goes to the next page at once
@@ -113,8 +119,14 @@ class Deaths:
             task.attempts += 1
             yield AttemptFailed(task.where(), _key(task), task.attempts + task.held_failures, reason, seconds, None)
             what = "page" if task.kind == "page" else "document"
-            message = f"poison {what}: {reason.message} on each of {task.attempts} attempts"
-            yield from self._give_up(task, ErrorInfo("permanent", "PoisonPageError", message, reason.stage))
+            stage = reason.stage
+            if task.lost_in is not None:
+                plugin, hook = task.lost_in
+                message = f"poison {what}: {reason.message} in {plugin} ({hook}) on each of {task.attempts} attempts"
+                stage = STAGE_OF_HOOK.get(hook, stage)
+            else:
+                message = f"poison {what}: {reason.message} on each of {task.attempts} attempts"
+            yield from self._give_up(task, ErrorInfo("permanent", "PoisonPageError", message, stage))
             return
         yield from self._failed(task, reason, seconds)
 
@@ -149,4 +161,4 @@ def _key(task: Task) -> tuple[str, int]:
     return (task.payload.sha256, task.payload.index if task.kind == "page" else -1)
 
 
-__all__ = ["Deaths", "EMPTY_HANDED_LIMIT", "START_FAILURES", "start_timeout"]
+__all__ = ["Deaths", "EMPTY_HANDED_LIMIT", "STAGE_OF_HOOK", "START_FAILURES", "start_timeout"]

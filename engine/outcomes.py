@@ -21,7 +21,7 @@ from typing import Any, Iterator
 from loguru import logger
 
 from engine.breakers import CLOSED
-from engine.deaths import Deaths, _key
+from engine.deaths import STAGE_OF_HOOK, Deaths, _key
 from engine.events import AttemptFailed, DocumentFailed, DocumentOpened, Event, PageFinished
 from engine.ingest_check import check_ingested
 from engine.pagequeue import Task, next_seq
@@ -30,8 +30,6 @@ from engine.pool import PoolEvent
 from engine.records import ErrorInfo, PageResult, PageTask
 
 HELD_LIMIT_FACTOR = 3  # a page held back more than this × max_attempts times is charged again
-_STAGE_OF_HOOK = {"pagemill_ingest": "ingest", "pagemill_load_page": "load", "pagemill_ocr": "ocr",
-                  "pagemill_extract": "extract", "pagemill_validate": "validate"}
 
 
 class Outcomes(Deaths):
@@ -147,7 +145,7 @@ class Outcomes(Deaths):
         since = f" since {breaker.open_since}" if breaker.open_since else ""
         message = (f"plugin {key[0]}: {key[1]} failing, circuit open{since} "
                    f"({breaker.failed_trials} trials in a row failed)")
-        stage = failure.error.stage if failure is not None else _STAGE_OF_HOOK.get(key[1], "")
+        stage = failure.error.stage if failure is not None else STAGE_OF_HOOK.get(key[1], "")
         self._failed_seqs.discard(task.seq)
         yield from self._give_up(task, ErrorInfo("transient", "CircuitOpenError", message, stage))
 

@@ -61,6 +61,7 @@ class Task:
     blocked: int = 0  # plugin calls (bits of engine.gates) that must fail fast: their breaker is open
     trial: int = 0  # plugin calls this task may make although their breaker is half-open
     aged: bool = False  # its last pop was an aged pick (it is not taken back for better work)
+    lost_in: tuple[str, str] | None = None  # (plugin, hook) running when a worker last died or hung with it
 
     def where(self) -> str:
         return self.payload.path if self.kind == "ingest" else self.payload.where()

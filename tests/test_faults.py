@@ -45,6 +45,8 @@ def check_poisoned(results, summary, reason: str) -> None:
     assert bad.status == "failed"
     assert bad.error.type == "PoisonPageError"
     assert reason in bad.error.message
+    assert "(pagemill_extract) on each of 2 attempts" in bad.error.message  # the hook that hung or died
+    assert bad.error.stage == "extract"
     assert bad.attempts == 2
     others = [r for key, r in by_page.items() if key != ("doc001.noop", 2)]
     assert all(r.status in ("ok", "review") for r in others)

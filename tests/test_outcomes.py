@@ -62,6 +62,32 @@ def test_a_worker_ended_for_an_unreadable_message_is_named_in_the_failure() -> N
         "worker sent a message that cannot be read (UnicodeDecodeError: invalid start byte)"]
 
 
+def test_a_poison_page_names_the_plugin_and_hook_its_worker_died_in() -> None:
+    sched, pool, _ = scheduler(keys=KEYS, breaker_threshold=10)
+    task = page(index=3)
+    final = []
+    for attempt in range(3):
+        final = deliver(sched, died(pool.worker(attempt, task, in_hand=task, plugin=OCR_CALL), exitcode=-11))
+        sched.timers.drain()
+    done = [e for e in final if isinstance(e, PageFinished)]
+    assert len(done) == 1
+    error = done[0].result.error
+    assert error.type == "PoisonPageError"
+    assert error.message == "poison page: worker killed by SIGSEGV in ocrplug (pagemill_ocr) on each of 3 attempts"
+    assert error.stage == "ocr"
+
+
+def test_a_poison_page_killed_between_calls_keeps_the_plugin_it_was_last_seen_in() -> None:
+    sched, pool, _ = scheduler(keys=KEYS, breaker_threshold=10)
+    task = page(index=4)
+    final = []
+    for attempt, call in enumerate((OCR_CALL, -1, -1)):
+        final = deliver(sched, died(pool.worker(attempt, task, in_hand=task, plugin=call), exitcode=3))
+        sched.timers.drain()
+    error = next(e for e in final if isinstance(e, PageFinished)).result.error
+    assert error.message == "poison page: worker exited with code 3 in ocrplug (pagemill_ocr) on each of 3 attempts"
+
+
 # ------------------------------------------------------------------------------ circuit breakers
 def test_deaths_of_retried_pages_do_not_feed_the_breaker_but_first_attempts_do() -> None:
     sched, pool, _ = scheduler(keys=KEYS)
