@@ -215,13 +215,16 @@ class ResourceProbe:
 
     ``psutil.cpu_percent(None)`` measures the CPU since the previous call; calls closer together
     than ``min_interval`` return the previous reading, because a percentage over a few
-    microseconds is noise (often 0 or 100).
+    microseconds is noise (often 0 or 100). The counter is primed when the probe is made, so the
+    first reading is taken ``min_interval`` later; until then there is no reading (``sample``
+    says 0 %), and ``cpu_ready_in`` says how long the scheduler must wait before acting on one.
     """
 
     def __init__(self, min_interval: float = 0.25) -> None:
         self.min_interval = min_interval
         self._last_cpu = 0.0
         self._last_at = time.monotonic()
+        self._measured = False  # a reading over at least min_interval has been taken
         self._processes: dict[int, psutil.Process] = {}
         self._readings: dict[tuple[int, float], tuple[float, int]] | None = None  # cpu_percent_of's last
         self._readings_at = time.monotonic()
@@ -234,7 +237,14 @@ class ResourceProbe:
         if now - self._last_at >= self.min_interval:
             self._last_cpu = psutil.cpu_percent(None)
             self._last_at = now
+            self._measured = True
         return self._last_cpu, psutil.virtual_memory().available / 2**20
+
+    def cpu_ready_in(self) -> float:
+        """Seconds until ``sample`` gives a real CPU reading (0 once it has given one)."""
+        if self._measured:
+            return 0.0
+        return max(0.0, self._last_at + self.min_interval - time.monotonic())
 
     def rss_mb(self, pids: Iterable[int]) -> dict[int, float]:
         """RSS in MB of each process still alive among ``pids``."""

@@ -268,6 +268,11 @@ class Scheduler(Outcomes):
 
     # ---------------------------------------------------------------- scaling
     def _scale(self, now: float) -> None:
+        ready_in = getattr(self.probe, "cpu_ready_in", None)
+        wait = ready_in() if ready_in is not None else 0.0
+        if wait > 0:  # the CPU counter was primed too recently: its 0 % would be no reading
+            self._next_scale = now + wait
+            return
         self._next_scale = now + self.scale_every
         low, high = self._bounds()  # an existing Dask cluster's change as workers join and leave
         if (low, high) != (self.limits.min_workers, self.limits.max_workers):

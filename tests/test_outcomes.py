@@ -14,7 +14,7 @@ from engine.errors import ConfigError
 from engine.events import AttemptFailed, DocumentFailed, DocumentOpened, PageFinished
 from engine.pipeline import StageFailure
 from engine.records import ErrorInfo, PageTask
-from engine.scaling import FakeProbe
+from engine.scaling import FakeProbe, ResourceProbe
 
 OCR = ("ocrplug", "pagemill_ocr")
 INGEST = ("ingestplug", "pagemill_ingest")
@@ -275,3 +275,17 @@ def test_grace_may_be_0_but_not_negative() -> None:
     EngineConfig(grace=0).validate()
     with pytest.raises(ConfigError, match="grace must be 0 or more"):
         EngineConfig(grace=-1).validate()
+
+
+def test_the_first_scaling_check_waits_for_a_real_cpu_reading() -> None:
+    probe = ResourceProbe(min_interval=60.0)  # primed now: no reading for a minute
+    sched, pool, clock = scheduler(probe=probe, workers="1:2")
+    pool.worker(0, page(index=0))
+    for index in range(1, 6):
+        sched.queue.push(page(index=index))
+    sched._scale(clock())
+    assert pool.target == 0  # nothing decided on the primed counter's 0 %
+    assert sched._next_scale > clock() + 50  # checked again once the reading is due
+    probe.min_interval = 0.0
+    sched._scale(clock())
+    assert pool.target == 2

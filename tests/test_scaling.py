@@ -179,6 +179,17 @@ def test_resource_probe_reads_this_machine() -> None:
     assert probe.cpu_count >= 1
 
 
+def test_the_probe_has_no_cpu_reading_until_min_interval_after_it_was_primed() -> None:
+    probe = ResourceProbe(min_interval=60.0)
+    probe.sample()
+    assert 0.0 < probe.cpu_ready_in() <= 60.0  # the 0 % it says now is no measurement
+    probe.min_interval = 0.0
+    assert probe.cpu_ready_in() == 0.0
+    cpu, _ = probe.sample()
+    probe.min_interval = 60.0
+    assert probe.cpu_ready_in() == 0.0 and 0.0 <= cpu <= 100.0  # measured once: ready for good
+
+
 def test_fake_probe_plays_its_script_and_repeats_the_last() -> None:
     probe = FakeProbe([(10.0, 8000.0), (50.0, 300.0)], rss={7: 250.0}, others=30.0)
     assert [probe.sample() for _ in range(3)] == [(10.0, 8000.0), (50.0, 300.0), (50.0, 300.0)]
