@@ -13,7 +13,9 @@ it had in hand (its progress slot says which) is the one charged, the others go 
 How many tasks a worker may hold is the dispatcher's business (engine.dispatch), what to run next
 the scheduler's, how many workers to keep the scaling policy's (engine.scaling); the pool applies
 a target it is given and replaces a worker that left at once. A worker's progress slot stays its
-own until its process has exited; when no slot is free, a start waits for one (``fill``).
+own until its process has exited; when no slot is free, a start waits for one (``fill``). What
+the pool reads of its workers without asking them (the task and plugin call in hand, deadlines,
+memory) is engine.pool_checks.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ import threading
 import time
 from typing import Any
 
-import psutil
 from loguru import logger
 
 from engine.lifeline import kill_group, run_identity
 from engine.pagequeue import N_CLASSES, Task
+from engine.pool_checks import WorkerChecks
 from engine.progress import ProgressBoard
 from engine.workerhandle import (
     PRELOAD_MODULES,
@@ -45,7 +47,7 @@ from engine.workerhandle import (
 __all__ = ["PRELOAD_MODULES", "PoolEvent", "WorkerHandle", "WorkerPool", "describe_exit"]
 
 
-class WorkerPool:
+class WorkerPool(WorkerChecks):
     """Starts, feeds, watches, recycles and stops worker processes."""
 
     time_bounded = True  # a worker may hold several short tasks (engine.dispatch)
@@ -303,64 +305,10 @@ class WorkerPool:
         worker.long_tasks, worker.short_seconds = 0, 0.0
         return tasks
 
-    def overdue(self, timeout: float) -> list[tuple[WorkerHandle, Task, float]]:
-        """Workers whose running task has run past ``timeout`` seconds."""
-        now_ns = time.monotonic_ns()
-        found = []
-        for worker in self.workers.values():
-            seq, started_ns = self.board.in_hand(worker.slot)
-            if seq < 0 or not worker.held:
-                continue
-            elapsed = (now_ns - started_ns) / 1e9
-            if elapsed > timeout:
-                running = self._task_of(worker, seq)
-                if running is not None:
-                    found.append((worker, running, elapsed))
-        return found
-
-    def _task_of(self, worker: WorkerHandle, seq: int) -> Task | None:
-        return worker.revoking.get(seq) or next((t for t in worker.in_flight if t.seq == seq), None)
-
-    def running_task(self, worker: WorkerHandle) -> Task | None:
-        """The task the worker has (or, once dead, had) in hand, per its progress slot."""
-        seq = worker.final_in_hand if worker.slot not in self.workers else self.board.in_hand(worker.slot)[0]
-        return self._task_of(worker, seq) if seq >= 0 else None
-
-    def plugin_in_hand(self, worker: WorkerHandle) -> int:
-        """The index of the plugin call the worker is (or, once dead, was) in, -1 when none."""
-        return worker.final_plugin if worker.slot not in self.workers else self.board.plugin_now(worker.slot)
-
     def kill(self, worker: WorkerHandle, reason: str) -> None:
         logger.debug("killing worker {} (pid {}): {}", worker.slot, worker.pid, reason)
         worker.retiring = worker.retiring or reason
         _kill(worker)
-
-    def not_started(self, seconds: float) -> list[WorkerHandle]:
-        """Workers that have not said ready ``seconds`` after they started (and are not being ended)."""
-        now = time.monotonic()
-        return [w for w in self.workers.values()
-                if not w.ready and not w.fault and not w.lost and now - w.started_at > seconds]
-
-    def check_memory(self, limit_mb: float) -> dict[int, float]:
-        """RSS of each worker in MB; a worker past ``limit_mb`` that has done a task since it
-        started is recycled (its replacement starts at once, it stops after its task)."""
-        sizes: dict[int, float] = {}
-        for worker in list(self.workers.values()):
-            try:
-                rss = psutil.Process(worker.pid).memory_info().rss / 2**20
-            except (psutil.Error, TypeError):
-                continue
-            sizes[worker.slot] = rss
-            if not limit_mb or rss <= limit_mb or worker.retiring or not worker.ready:
-                continue
-            if worker.tasks_done == 0:  # a fresh worker: recycling it would only start another
-                if not self._rss_warned:
-                    self._rss_warned = True
-                    logger.warning("--max-worker-rss {:.0f} MB is below a fresh worker's {:.0f} MB: "
-                                   "each worker is recycled after its first task", limit_mb, rss)
-                continue
-            self.retire(worker, f"recycled: RSS {rss:.0f} MB > {limit_mb:.0f} MB")
-        return sizes
 
     # ---------------------------------------------------------------- stopping
     def shutdown(self, grace: float = 5.0) -> None:

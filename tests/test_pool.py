@@ -283,3 +283,43 @@ def test_programs_a_plugin_starts_end_with_its_worker_at_a_timeout_and_at_the_en
     started = children_of(prefix)
     assert len(started) == 2
     wait_until(lambda: not any(alive(pid) for pid in started), timeout=10, what="the plugin's programs gone")
+
+
+class _Watched:
+    """A stand-in pool over one process we start: only what check_memory reads."""
+
+    def __init__(self, pid: int) -> None:
+        from types import SimpleNamespace
+
+        from engine.pool_checks import WorkerChecks
+
+        self.checks = WorkerChecks()
+        self.checks.workers = {0: SimpleNamespace(slot=0, pid=pid, retiring="", ready=True, tasks_done=1)}
+        self.checks._rss_warned = False
+        self.retired: list[str] = []
+        self.checks.retire = lambda worker, reason: self.retired.append(reason)
+
+
+def test_worker_memory_counts_the_programs_it_started_but_recycling_only_its_own() -> None:
+    import subprocess
+    import sys
+
+    from engine.process_memory import tree_rss
+
+    child = "b = b'x' * (120 * 2**20); import time; time.sleep(60)"
+    parent = subprocess.Popen([sys.executable, "-c",
+                               f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', {child!r}]); "
+                               "time.sleep(60)"])
+    try:
+        tree = wait_until(lambda: (t := tree_rss([parent.pid]).get(parent.pid)) and t.children_mb > 100 and t,
+                          what="the child's memory")
+        watched = _Watched(parent.pid)
+        sizes = watched.checks.check_memory(tree.own_mb + 60)
+        assert sizes[0] > tree.own_mb + 100  # what the scaling policy sees: the worker with its child
+        assert watched.retired == []  # the worker's own RSS is under the limit: not recycled
+        assert watched.checks.check_memory(1) and watched.retired  # its own RSS past the limit: recycled
+    finally:
+        for process in psutil.Process(parent.pid).children(recursive=True):
+            process.kill()
+        parent.kill()
+        parent.wait()
