@@ -11,7 +11,9 @@ The steps, in the order ``decide_worker_count`` applies them:
 1. **Bounds.** The current count is read clamped to [min_workers, max_workers]; every target is
    clamped too, so a fixed pool (min == max) never changes.
 2. **Memory pressure.** Available memory below ``min_free_memory_mb``: one worker fewer at once,
-   whatever the backlog (never below min). Each check under pressure retires one more.
+   whatever the backlog (never below min). Each check under pressure retires one more. After a
+   check under pressure, no worker is added for ``pressure_cool_down_checks`` checks: memory
+   freed by the retired worker is no room for a new one that would only bring the pressure back.
 3. **Wanted from the backlog.** backlog seconds = ready pages × seconds per page; wanted = busy
    workers + ceil(backlog seconds / ``target_backlog_seconds``). With no page time measured yet,
    one page per worker per target period is assumed: one worker per ready page. Never more than
@@ -26,8 +28,10 @@ The steps, in the order ``decide_worker_count`` applies them:
      16 cores already read 94 %).
    - CPU, cores unknown: no growth while the system CPU (or other processes' CPU) is at or above
      ``max_cpu_percent``: another worker would only time-slice.
-   - Memory: no more new workers than fit: each needs 1.5 × the largest worker's RSS above
-     ``min_free_memory_mb`` (just ``min_free_memory_mb`` while no RSS is known).
+   - Memory: no more new workers than fit: each needs 1.5 × the largest worker's RSS (with the
+     programs it started: tesseract is a child of its worker) above ``min_free_memory_mb`` (just
+     ``min_free_memory_mb`` while no RSS is known).
+   - Cool-down: none at all during the cool-down after memory pressure (step 2).
 5. **Down only when checks agree.** When wanted < current the check votes to scale down; after
    ``down_after_checks`` consecutive votes the target drops to the *highest* count wanted during
    those checks. Any check that wants as many workers as run now (or more) resets the votes.
@@ -60,6 +64,7 @@ class ScalingLimits:
     target_backlog_seconds: float = 5.0
     down_after_checks: int = 3
     max_cpu_percent: float = 90.0
+    pressure_cool_down_checks: int = 10  # checks after memory pressure during which no worker is added
 
     def __post_init__(self) -> None:
         if self.min_workers < 0 or self.max_workers < max(1, self.min_workers):
@@ -69,6 +74,8 @@ class ScalingLimits:
             raise ValueError(f"target_backlog_seconds must be positive, not {self.target_backlog_seconds}")
         if self.down_after_checks < 1:
             raise ValueError(f"down_after_checks must be at least 1, not {self.down_after_checks}")
+        if self.pressure_cool_down_checks < 0:
+            raise ValueError(f"pressure_cool_down_checks must be 0 or more, not {self.pressure_cool_down_checks}")
 
     def clamp(self, count: int) -> int:
         return max(self.min_workers, min(self.max_workers, count))
@@ -81,7 +88,7 @@ class ScalingInputs:
     current_workers: int
     cpu_percent: float  # system-wide, 0..100
     available_memory_mb: float
-    worker_rss_mb: float = 0.0  # the largest worker's RSS, 0 when unknown
+    worker_rss_mb: float = 0.0  # the largest worker's RSS with its children's, 0 when unknown
     seconds_per_page: float = 0.0  # recent mean, 0 when unknown
     other_cpu_percent: float = 0.0  # CPU of processes other than ours (0..100), 0 when unknown
     cpu_count: int = 0  # cores of the machine, 0 when unknown
@@ -92,6 +99,7 @@ class ScalingState:
     down_votes: int = 0  # consecutive checks that wanted fewer workers than were running
     last_target: int = 0
     down_peak: int = 0  # the most workers any of those checks wanted
+    cool_down: int = 0  # checks left after memory pressure during which no worker is added
 
 
 @dataclass(frozen=True)
@@ -179,13 +187,20 @@ def decide_worker_count(inputs: ScalingInputs, limits: ScalingLimits, state: Sca
                   f"< {limits.min_free_memory_mb:.0f} MB")
         if target == current:
             reason += f" (already at the minimum, {_workers(current)})"
-        return ScalingDecision(target, reason, ScalingState(last_target=target))
+        after = ScalingState(last_target=target, cool_down=limits.pressure_cool_down_checks)
+        return ScalingDecision(target, reason, after)
+    cool_down = max(0, state.cool_down - 1)
 
     # 3. what the backlog asks for
     wanted, why = wanted_from_backlog(inputs, limits)
 
     # 4. up at once, as far as the headroom allows
     if wanted > current:
+        if state.cool_down:
+            more = "1 check" if state.cool_down == 1 else f"{state.cool_down} checks"
+            why_not = f"cooling down after memory pressure (no worker added for {more} more)"
+            reason = f"{why} wants {_workers(wanted)}, but {why_not}"
+            return ScalingDecision(current, reason, ScalingState(last_target=current, cool_down=cool_down), why_not)
         room, why_not = growth_room(inputs, limits)
         target = wanted if room is None else min(wanted, current + room)
         if target == current:
@@ -202,12 +217,13 @@ def decide_worker_count(inputs: ScalingInputs, limits: ScalingLimits, state: Sca
         peak = max(wanted, state.down_peak) if state.down_votes else wanted
         if votes >= limits.down_after_checks:
             reason = f"idle for {votes} checks → {_workers(peak)} ({why})"
-            return ScalingDecision(peak, reason, ScalingState(last_target=peak))
+            return ScalingDecision(peak, reason, ScalingState(last_target=peak, cool_down=cool_down))
         reason = f"steady ({why}; {votes} of {limits.down_after_checks} checks to scale down)"
-        return ScalingDecision(current, reason, ScalingState(down_votes=votes, last_target=current, down_peak=peak))
+        return ScalingDecision(current, reason, ScalingState(down_votes=votes, last_target=current, down_peak=peak,
+                                                             cool_down=cool_down))
 
     # 6. steady
-    return ScalingDecision(current, "steady", ScalingState(last_target=current))
+    return ScalingDecision(current, "steady", ScalingState(last_target=current, cool_down=cool_down))
 
 
 class ResourceProbe:

@@ -136,6 +136,24 @@ def test_memory_pressure_retires_one_per_check_even_with_backlog() -> None:
     assert targets == [3, 2, 1, 1, 1]
 
 
+def test_no_worker_is_added_back_during_the_cool_down_after_memory_pressure() -> None:
+    limits = ScalingLimits(min_workers=1, max_workers=4, min_free_memory_mb=512, pressure_cool_down_checks=3)
+    pressure = {"backlog_pages": 100, "busy_workers": 3, "available_memory_mb": 400.0, "worker_rss_mb": 100.0}
+    relief = {**pressure, "available_memory_mb": 900.0}  # the retired worker's memory is free again
+    decisions = run_checks(limits, [pressure] + [relief] * 4, current=3)
+    assert [d.target for d in decisions] == [2, 2, 2, 2, 4]  # three checks of cool-down, then growth again
+    assert "cooling down after memory pressure (no worker added for 3 checks more)" in decisions[1].reason
+    assert "for 1 check more" in decisions[3].reason and decisions[3].held_back
+
+
+def test_the_cool_down_lets_workers_go_but_not_come() -> None:
+    limits = ScalingLimits(min_workers=1, max_workers=4, min_free_memory_mb=512, pressure_cool_down_checks=5)
+    checks = [{"busy_workers": 3, "available_memory_mb": 100.0}] + [{"busy_workers": 1}] * 3
+    decisions = run_checks(limits, checks, current=4)
+    assert [d.target for d in decisions] == [3, 3, 3, 1]  # idle checks still scale down
+    assert decisions[-1].state.cool_down == 2
+
+
 def test_memory_pressure_clears_pending_down_votes() -> None:
     state = ScalingState(down_votes=2, last_target=3, down_peak=2)
     decision = decide_worker_count(inputs(current_workers=3, available_memory_mb=100.0), LIMITS, state)
