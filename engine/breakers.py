@@ -14,10 +14,11 @@ counts for no breaker. A successful call of the plugin's hook resets the count o
 failures and closes a half-open breaker.
 
 A breaker whose trials keep failing (``GIVE_UP_AFTER_TRIALS`` in a row, and open for
-``GIVE_UP_AFTER_SECONDS`` at least, so that a service that is down for a few seconds is still
-waited for) is *exhausted*: the pages it holds back end as failed records (transient:
-``--retry-failed`` does them again) rather than waiting one pause after another; it still lets
-one trial through after each pause, and a trial that succeeds closes it as usual.
+``give_up_seconds`` at least: ``breaker_give_up``, 600 by default, so that a service that is down
+for a few minutes is still waited for) is *exhausted*: once nothing else is left to run
+(engine.outcomes), the pages it holds back end as failed records (transient: ``--retry-failed``
+does them again) rather than waiting one pause after another; it still lets one trial through
+after each pause, and a trial that succeeds closes it as usual.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from engine.errors import ConfigError, TransientError
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 GIVE_UP_AFTER_TRIALS = 3  # failed trials in a row after which a breaker's held pages fail ...
-GIVE_UP_AFTER_SECONDS = 30.0  # ... once it has also been open this long
+GIVE_UP_AFTER_SECONDS = 600.0  # ... once it has also been open this long (the default of breaker_give_up)
 _COUNT_NAMES = {OPEN: "opened", HALF_OPEN: "half_opened", CLOSED: "closed"}
 
 
@@ -50,12 +51,13 @@ class CircuitBreaker:
     """
 
     def __init__(self, name: str, threshold: int = 5, reset_seconds: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, give_up_seconds: float = GIVE_UP_AFTER_SECONDS) -> None:
         if threshold < 1:
             raise ConfigError(f"breaker threshold must be at least 1, not {threshold}")
         self.name = name
         self.threshold = threshold
         self.reset_seconds = reset_seconds
+        self.give_up_seconds = give_up_seconds
         self.clock = clock
         self.failures = 0  # consecutive
         self.failed_trials = 0  # consecutive trials that failed
@@ -73,9 +75,9 @@ class CircuitBreaker:
     @property
     def exhausted(self) -> bool:
         """Its last ``GIVE_UP_AFTER_TRIALS`` trials all failed and it has not closed for
-        ``GIVE_UP_AFTER_SECONDS``: pages it holds back are failed."""
+        ``give_up_seconds``: pages it holds back may be failed."""
         return (self.failed_trials >= GIVE_UP_AFTER_TRIALS and self._state != CLOSED
-                and self.clock() - self._first_opened_at >= GIVE_UP_AFTER_SECONDS)
+                and self.clock() - self._first_opened_at >= self.give_up_seconds)
 
     def _move(self, state: str) -> None:
         if state == self._state:
@@ -169,17 +171,19 @@ class BreakerBoard:
     """
 
     def __init__(self, threshold: int = 5, reset_seconds: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, give_up_seconds: float = GIVE_UP_AFTER_SECONDS) -> None:
         self.threshold = threshold
         self.reset_seconds = reset_seconds
         self.clock = clock
+        self.give_up_seconds = give_up_seconds
         self.breakers: dict[tuple[str, str], CircuitBreaker] = {}
 
     def get(self, plugin: str, hook: str) -> CircuitBreaker:
         key = (plugin, hook)
         breaker = self.breakers.get(key)
         if breaker is None:
-            breaker = CircuitBreaker(f"{plugin}.{hook}", self.threshold, self.reset_seconds, self.clock)
+            breaker = CircuitBreaker(f"{plugin}.{hook}", self.threshold, self.reset_seconds, self.clock,
+                                     self.give_up_seconds)
             self.breakers[key] = breaker
         return breaker
 

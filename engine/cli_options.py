@@ -20,7 +20,7 @@ CONFIG_OPTIONS = (
     "workers", "priority", "mp_context", "dpi", "lang", "psm", "force_ocr", "template", "review_below",
     "password", "max_image_pixels", "page_timeout", "grace", "max_attempts", "max_pages_per_worker",
     "max_worker_rss_mb", "min_free_memory_mb", "min_free_disk_mb", "fresh", "retry_failed", "executor",
-    "scheduler_address",
+    "scheduler_address", "breaker_give_up",
 )
 # the commands whose options depend on the config sources (the others never read them)
 CONFIGURED_COMMANDS = ("run", "resume", "plugins")
@@ -115,6 +115,9 @@ def _add_run_options(parser: argparse.ArgumentParser, registry: PluginRegistry, 
     workers.add_argument("--page-timeout", type=float, default=None, metavar="S", help="seconds a page may take (300)")
     workers.add_argument("--grace", type=float, default=None, metavar="S", help="seconds pages in flight get on cancel (30)")
     workers.add_argument("--max-attempts", type=int, default=None, metavar="N", help="attempts per page for transient errors (3)")
+    workers.add_argument("--breaker-give-up", type=float, default=None, metavar="SECONDS",
+                         help="seconds a plugin's circuit breaker stays open, with nothing else left to run, "
+                              "before the pages it holds fail (600)")
     workers.add_argument("--max-pages-per-worker", type=int, default=None, metavar="N", help="recycle a worker after N tasks (1000; 0: never)")
     workers.add_argument("--max-worker-rss", dest="max_worker_rss_mb", type=int, default=None, metavar="MB", help="recycle a worker past this RSS (1024)")
     workers.add_argument("--min-free-memory", dest="min_free_memory_mb", type=int, default=None, metavar="MB", help="retire workers below this free memory (512)")

@@ -79,6 +79,7 @@ class EngineConfig:
     retry_jitter: float = 0.25
     breaker_threshold: int = 5
     breaker_reset_seconds: float = 10.0
+    breaker_give_up: float = 600.0  # seconds a breaker must have been open before the pages it holds fail
     max_pages_per_worker: int = 1000
     max_worker_rss_mb: int = 1024
     min_free_memory_mb: int = 512
@@ -235,6 +236,8 @@ class EngineConfig:
             raise ConfigError(f"retry_jitter must be between 0 and 1, not {self.retry_jitter}")
         if self.breaker_threshold < 1:
             raise ConfigError(f"breaker_threshold must be at least 1, not {self.breaker_threshold}")
+        if self.breaker_give_up < 0:
+            raise ConfigError(f"breaker_give_up must be 0 or more, not {self.breaker_give_up}")
         if self.max_pages_per_worker < 0:
             raise ConfigError("max_pages_per_worker must be 0 (no limit) or more")
 

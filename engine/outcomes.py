@@ -6,8 +6,10 @@ A mixin of :class:`engine.scheduler.Scheduler`; every method here runs in its lo
   circuit breaker is open (not charged to the page, within a bound), or final.
 - A task given back by a worker (never started) goes back to the queue, uncharged.
 - A worker that died, hung, or never started: engine.deaths.
-- A breaker that gives up (engine.breakers): the pages it holds, and those that reach it after,
-  end as failed records (transient) naming the plugin, the hook and since when it is open.
+- A breaker that gives up (engine.breakers: open ``breaker_give_up`` seconds, its trials failing)
+  once nothing else is left to run: the pages it holds, and those that reach it after, end as
+  failed records (transient) naming the plugin, the hook and since when it is open. While other
+  work remains, its pages wait, and the next failed trial looks again.
 - An ingest's page tasks are checked (engine.ingest_check): none, or a set that does not describe
   the document whole, fails the document naming the plugin.
 - Tasks of a cancelled job that come back (an ingest's pages, a task given back, a failure to
@@ -122,13 +124,21 @@ class Outcomes(Deaths):
         """A failure for ``key``'s breaker; when the breaker gives up, so do the pages it holds."""
         self.gates.failure(key, trial)
         breaker = self.gates.breaker(key)
-        if breaker.exhausted and self.gates.held_for(key):
+        if breaker.exhausted and self.gates.held_for(key) and self._nothing_else_to_run():
             if not self.stopping:
                 logger.error("circuit breaker {}: {} trials in a row failed; the {} pages it holds back fail "
                              "(--retry-failed tries them again)", breaker.name, breaker.failed_trials,
                              self.gates.held_for(key))
             for held in self.gates.take_held(key):
                 yield from self._circuit_gave_up(held, key, None)
+
+    def _nothing_else_to_run(self) -> bool:
+        """Whether the run has no work left but pages held back by circuit breakers: nothing
+        queued, waiting for a retry, running or still to be read. (Where single calls cannot be
+        gated, an open breaker holds every page back, so nothing else can run.)"""
+        if not self.gates.precise:
+            return True
+        return not (len(self.queue) or len(self.timers) or self.pool.in_flight_count() or self._feeds)
 
     def _circuit_gave_up(self, task: Task, key: tuple[str, str], failure: StageFailure | None) -> Iterator[Event]:
         """A page of an exhausted breaker: a failed record (transient, so --retry-failed redoes it)."""
@@ -151,8 +161,10 @@ class Outcomes(Deaths):
 
     def _held_back(self, task: Task, key: tuple[str, str], failure: StageFailure) -> Iterator[Event]:
         breaker = self.gates.breaker(key)
-        # an exhausted breaker holds one page at most, for its next trial; the others fail now
-        if breaker.exhausted and not (self.gates.precise and not self.gates.held_for(key) and breaker.would_allow()):
+        # an exhausted breaker holds one page at most, for its next trial; once nothing else is
+        # left to run, the others fail now
+        if (breaker.exhausted and self._nothing_else_to_run()
+                and not (self.gates.precise and not self.gates.held_for(key) and breaker.would_allow())):
             yield from self._circuit_gave_up(task, key, failure)
             return
         if task.held_failures >= HELD_LIMIT_FACTOR * self.policy.max_attempts:

@@ -71,7 +71,8 @@ class Scheduler(Outcomes):
         self.queue = PageQueue(aging_seconds=aging_seconds, clock=clock)
         self.timers = RetryTimers()
         self.policy = RetryPolicy.from_config(config)
-        self.breakers = BreakerBoard(config.breaker_threshold, config.breaker_reset_seconds, clock=clock)
+        self.breakers = BreakerBoard(config.breaker_threshold, config.breaker_reset_seconds, clock=clock,
+                                     give_up_seconds=config.breaker_give_up)
         self.gates = BreakerGates(self.breakers)
         if getattr(pool, "call_table", None):  # workers left ready by an earlier run of the same pool
             self.gates.learn(pool.call_table)

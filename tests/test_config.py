@@ -36,11 +36,23 @@ def test_worker_bounds(workers, bounds) -> None:
     "changes, word",
     [({"workers": "0"}, "workers"), ({"workers": "4:2"}, "workers"), ({"workers": "many"}, "workers"),
      ({"priority": "asap"}, "priority"), ({"dpi": 5}, "dpi"), ({"review_below": 2}, "review_below"),
-     ({"executor": "dask"}, "scheduler"), ({"max_attempts": 0}, "max_attempts")],
+     ({"executor": "dask"}, "scheduler"), ({"max_attempts": 0}, "max_attempts"),
+     ({"breaker_give_up": -1}, "breaker_give_up")],
 )
 def test_bad_values_are_config_errors_naming_the_key(changes, word) -> None:
     with pytest.raises(ConfigError, match=word):
         EngineConfig.load(environ={}, **changes)
+
+
+def test_breaker_give_up_defaults_to_600_s_and_is_set_by_env_and_flag() -> None:
+    from engine.cli_options import build_parser, config_overrides
+
+    assert EngineConfig.load(environ={}).breaker_give_up == 600.0
+    assert EngineConfig.load(environ={"PAGEMILL_BREAKER_GIVE_UP": "90"}).breaker_give_up == 90.0
+    argv = ["run", "in", "--out", "out", "--breaker-give-up", "45"]
+    parser, _ = build_parser(argv)
+    overrides = config_overrides(parser.parse_args(argv))
+    assert EngineConfig.load(environ={"PAGEMILL_BREAKER_GIVE_UP": "90"}, **overrides).breaker_give_up == 45.0
 
 
 def test_bad_env_value_is_a_config_error() -> None:

@@ -8,6 +8,8 @@ from loguru import logger
 from outcome_stub import answer, deliver, died, ingest, page, scheduler
 
 from engine.breakers import GIVE_UP_AFTER_SECONDS, GIVE_UP_AFTER_TRIALS
+
+GIVE_UP_SECONDS = 30.0  # breaker_give_up in these tests
 from engine.config import EngineConfig
 from engine.deaths import start_timeout
 from engine.errors import ConfigError
@@ -130,7 +132,7 @@ def ocr_failure(message: str = "service down") -> StageFailure:
 
 
 def test_a_breaker_whose_trials_keep_failing_fails_the_pages_it_holds() -> None:
-    sched, pool, clock = scheduler(keys=KEYS)
+    sched, pool, clock = scheduler(keys=KEYS, breaker_give_up=GIVE_UP_SECONDS)
     sched.gates.failure(OCR)  # opens (threshold 1)
     held = [page(index=i) for i in range(4)]
     for task in held:
@@ -145,7 +147,7 @@ def test_a_breaker_whose_trials_keep_failing_fails_the_pages_it_holds() -> None:
         worker = pool.worker(0, trial[0], in_hand=trial[0], plugin=OCR_CALL)
         events = deliver(sched, answer(worker, trial[0], "failure", ocr_failure(), failed=OCR_CALL))
         finished += [e for e in events if isinstance(e, PageFinished)]
-    assert trials == max(GIVE_UP_AFTER_TRIALS, int(GIVE_UP_AFTER_SECONDS // 10))
+    assert trials == max(GIVE_UP_AFTER_TRIALS, int(GIVE_UP_SECONDS // 10))
     assert sched.gates.held_count == 0 and len(finished) == 4
     for event in finished:
         error = event.result.error
@@ -161,6 +163,49 @@ def test_a_breaker_whose_trials_keep_failing_fails_the_pages_it_holds() -> None:
     clock.now += 10  # the pause is over: the next page that reaches it is kept for the trial
     events = deliver(sched, answer(pool.worker(1, later), later, "failure", skipped, failed=OCR_CALL))
     assert not [e for e in events if isinstance(e, PageFinished)] and sched.gates.held_count == 1
+
+
+def fail_trials(sched, pool, clock, trials: int) -> list[PageFinished]:
+    """``trials`` trials of the OCR breaker, each failing, 10 s apart; the pages that ended."""
+    finished = []
+    for _ in range(trials):
+        clock.now += 10
+        trial = sched.gates.release(lambda task: not sched._failed_before(task))
+        assert len(trial) == 1
+        worker = pool.worker(0, trial[0], in_hand=trial[0], plugin=OCR_CALL)
+        events = deliver(sched, answer(worker, trial[0], "failure", ocr_failure(), failed=OCR_CALL))
+        finished += [e for e in events if isinstance(e, PageFinished)]
+    return finished
+
+
+def test_a_breaker_gives_up_only_after_breaker_give_up_seconds_open() -> None:
+    sched, pool, clock = scheduler(keys=KEYS, breaker_give_up=120)
+    sched.gates.failure(OCR)
+    for index in range(3):
+        sched.gates.hold(OCR, page(index=index))
+    assert fail_trials(sched, pool, clock, 11) == []  # 110 s open, 11 trials failed: still waited for
+    finished = fail_trials(sched, pool, clock, 1)  # 120 s
+    assert len(finished) == 3 and sched.gates.held_count == 0
+    assert GIVE_UP_AFTER_SECONDS == 600 and EngineConfig(load_entry_points=False).breaker_give_up == 600
+
+
+def test_an_exhausted_breaker_holds_its_pages_while_other_work_remains() -> None:
+    sched, pool, clock = scheduler(keys=KEYS, breaker_give_up=GIVE_UP_SECONDS)
+    sched.gates.failure(OCR)
+    for index in range(3):
+        sched.gates.hold(OCR, page(index=index))
+    other = page("other.pdf")
+    sched.queue.push(other)  # a page that needs no OCR, still to run
+    assert fail_trials(sched, pool, clock, 6) == []  # exhausted, but other work remains: the pages wait
+    assert sched.gates.breaker(OCR).exhausted and sched.gates.held_count == 3
+    skipped = StageFailure(ErrorInfo("transient", "CircuitOpenError", "circuit breaker is open", "ocr"),
+                           "ocrplug", "pagemill_ocr", 0.0)
+    late = page(index=7)
+    events = deliver(sched, answer(pool.worker(1, late), late, "failure", skipped, failed=OCR_CALL))
+    assert not [e for e in events if isinstance(e, PageFinished)]  # one more page reaching it waits too
+    assert sched.queue.pop() is other  # the other page runs and is done
+    finished = fail_trials(sched, pool, clock, 1)  # nothing else is left: the next failed trial gives up
+    assert len(finished) == 4 and sched.gates.held_count == 0
 
 
 def test_a_breaker_that_recovers_lets_every_held_page_go() -> None:
