@@ -73,7 +73,6 @@ class RunSession:
         self._ingesting: set[str] = set()  # sha256 of documents handed to ingest, not yet opened or failed
         self._document_pages: dict[str, int] = {}
         self._document_paths: dict[str, str] = {}
-        self._copies_named: set[str] = set()
         self.on_committed: Callable[[PageResult, int], Any] | None = None
         self._job_of: dict[tuple[str, int], int] = {}  # recorded, not yet handed on: which job
         self._undelivered: deque[PageResult] = deque()  # committed, not yet handed on
@@ -138,14 +137,12 @@ class RunSession:
     def _seen_done(self, document: Document) -> None:
         """A document done before, seen again: under a new name it was renamed (the ledger and
         the outputs take the new name), unless the old name still holds the same content (a copy,
-        done once, said once)."""
+        done once, said once as the scheduler says it)."""
         known = self._document_paths.get(document.sha256)
         if known is None or known == document.path:
             return
         if _same_content(Path(known), document) and Path(known).resolve() != Path(document.path).resolve():
-            if document.path not in self._copies_named:
-                self._copies_named.add(document.path)
-                logger.info("{}: same content as {}; done once", document.path, known)
+            self.scheduler.note_copy(document, known)
             return
         self.ledger.rename_document(document.sha256, document.path)
         self._document_paths[document.sha256] = document.path

@@ -104,6 +104,7 @@ class Scheduler(Outcomes):
         self._cancelled_jobs: set[int] = set()  # cancelled, not yet purged
         self.dropped_jobs: set[int] = set()  # cancelled: their tasks that come back are dropped
         self._documents_seen: dict[str, str] = {}  # sha256 -> first path, so a copy is done once
+        self.copies: dict[str, str] = {}  # path of an exact copy not processed -> the path done instead
         self._baseline: ProgressSnapshot | None = None
 
     # --------------------------------------------------------------- submitting
@@ -112,6 +113,14 @@ class Scheduler(Outcomes):
         with self._feeds_lock:
             self._feeds.append(Feed(iter(documents), PRIORITY_RANKS[priority], job))
             self.feeding.add(job)
+
+    def note_copy(self, document: Document, original: str) -> None:
+        """``document`` is not processed: it is an exact copy of ``original`` (the same sha256).
+        Said once for each path, as a warning: two copies in an archive are worth a look."""
+        if document.path in self.copies:
+            return
+        self.copies[document.path] = original
+        logger.warning("{} is an exact copy of {} (same content): not processed again", document.path, original)
 
     def cancel_job(self, job: int) -> None:
         """Drop a job's documents and the tasks not started; its pages in flight still finish."""
@@ -260,7 +269,7 @@ class Scheduler(Outcomes):
                 continue
             first = self._documents_seen.setdefault(document.sha256, document.path)
             if first != document.path:
-                logger.info("{}: same content as {}; done once", document.path, first)
+                self.note_copy(document, first)
                 continue
             rank = min(feed.rank, PRIORITY_RANKS.get(document.priority, feed.rank))
             self.queue.push(self._take(Task(next_seq(), "ingest", document, rank, 0, job=feed.job)))
