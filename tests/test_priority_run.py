@@ -117,3 +117,15 @@ def test_a_small_low_input_beside_a_large_high_one_is_read_and_aged_before_the_h
     assert order.count("high") == 120 and order.count("low") == 2
     last_low = max(index for index, name in enumerate(order) if name == "low")
     assert last_low < 60, order  # served while most of the high input still waits, not after it
+
+
+def test_the_pages_of_a_large_document_found_last_in_a_folder_go_first(tmp_path) -> None:
+    archive = folder(tmp_path, "archive", [1] * 20)
+    big = write_noop_document(archive / "zbig.noop", 20)
+    with big.open("a", encoding="utf-8") as handle:
+        handle.write("padding: " + "x" * 400 + "\n")  # its bytes say it is the largest, as a PDF's would
+    engine = Engine(noop_config(tmp_path / "out", workers="1"))
+    order = [Path(result.document).name for result in engine.process(archive)]
+    assert len(order) == 40
+    last_big = max(index for index, name in enumerate(order) if name == "zbig.noop")
+    assert last_big < 30, order  # not the tail of the run
