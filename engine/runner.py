@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 from loguru import logger
 
 from engine.config import EngineConfig
+from engine.config_paths import with_absolute_paths
 from engine.discovery import sha256_of
 from engine.errors import CriticalError, LedgerError, PagemillError
 from engine.ledger import Ledger
@@ -91,7 +92,8 @@ class RunSession:
             logger.info("{} {} ended without finishing (the process is gone): marked interrupted",
                         "runs" if len(stale) > 1 else "run", ", ".join(str(run) for run in stale))
         self.field_order = output_fields(self.registry, config)
-        self.run_id = ledger.start_run({**config.snapshot(), "inputs": self.inputs, "field_order": self.field_order},
+        settings = with_absolute_paths(config.snapshot())
+        self.run_id = ledger.start_run({**settings, "inputs": self.inputs, "field_order": self.field_order},
                                        fresh=config.fresh)
         if not config.fresh:
             self.done_before = ledger.done_keys(include_failed=not config.retry_failed)
@@ -104,7 +106,7 @@ class RunSession:
         self.scheduler.is_done = self.done_before.__contains__
         self.scheduler.document_done = self._document_done
         self.registry.hook.pagemill_run_started(
-            run={"run_id": self.run_id, "out_dir": config.out_dir, "config": config.snapshot()}
+            run={"run_id": self.run_id, "out_dir": config.out_dir, "config": settings}
         )
 
     def _document_done(self, document: Document) -> bool:
