@@ -93,8 +93,8 @@ class RunSession:
                         "runs" if len(stale) > 1 else "run", ", ".join(str(run) for run in stale))
         self.field_order = output_fields(self.registry, config)
         settings = with_absolute_paths(config.snapshot())
-        self.run_id = ledger.start_run({**settings, "inputs": self.inputs, "field_order": self.field_order},
-                                       fresh=config.fresh)
+        record = {"inputs": self.inputs, "field_order": self.field_order, "password_given": bool(config.password)}
+        self.run_id = ledger.start_run({**settings, **record}, fresh=config.fresh)
         if not config.fresh:
             self.done_before = ledger.done_keys(include_failed=not config.retry_failed)
             for result in ledger.iter_results():  # rebuild the run-wide checks

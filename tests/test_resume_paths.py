@@ -49,3 +49,29 @@ def test_names_stay_names_and_paths_become_absolute(tmp_path) -> None:
     assert stored == {"template": "truck_ticket", "plugins": ["plugins.noop", f"{tmp_path}/a/p.py", f"{tmp_path}/plugfile"],
                       "sinks": [f"sqlite:///{tmp_path}/t.db", "sqlite:////abs/t.db"], "dpi": 300}
     assert with_absolute_paths({"template": "../t.toml"}, str(tmp_path))["template"] == str(tmp_path.parent / "t.toml")
+
+
+def _runs(out: Path) -> list[dict]:
+    with sqlite3.connect(out / "ledger.sqlite") as db:
+        return [json.loads(config) for (config,) in db.execute("select config from runs order by id")]
+
+
+def test_a_resume_of_a_run_given_a_password_needs_the_password_again(noop_archive, tmp_path) -> None:
+    archive = noop_archive([2])
+    out = tmp_path / "out"
+    first = pagemill("run", str(archive), "--out", str(out), "--plugin", "plugins.noop", "--password", "s3cret",
+                     "--no-progress", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "s3cret" not in json.dumps(_runs(out)) and _runs(out)[0]["password_given"] is True
+
+    missing = pagemill("resume", str(out), "--no-progress", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "--password" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+    assert len(_runs(out)) == 1  # refused before the run started
+
+    given = pagemill("resume", str(out), "--no-progress", cwd=tmp_path, env={"PAGEMILL_PASSWORD": "s3cret"})
+    assert given.returncode == 0, given.stderr
+    assert _runs(out)[-1]["password_given"] is True
+    without = pagemill("run", str(archive), "--out", str(tmp_path / "plain"), "--plugin", "plugins.noop",
+                       "--no-progress", cwd=tmp_path)
+    assert without.returncode == 0 and pagemill("resume", str(tmp_path / "plain"), "--no-progress").returncode == 0
