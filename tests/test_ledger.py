@@ -419,3 +419,22 @@ def test_a_schema_2_ledger_is_upgraded_with_its_pages_counted_delivered(tmp_path
         assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == 3
         assert ledger.undelivered() == [] and [r.page for r in ledger.iter_results()] == [1]
 
+
+def test_the_batch_defaults_are_50_results_or_200_ms(tmp_path) -> None:
+    clock = FakeClock()
+    ledger = Ledger(tmp_path / "ledger.sqlite", clock=clock)
+    run = ledger.start_run({})
+    for index in range(49):
+        ledger.add_result(run, result(index))
+    clock.now += 0.199
+    assert not ledger.flush_due()
+    ledger.add_result(run, result(49))
+    assert ledger.flush_due()  # the 50th result
+    ledger.flush()
+    clock.now = 0.0
+    ledger.add_result(run, result(50))
+    clock.now = 0.199
+    assert not ledger.flush_due()
+    clock.now = 0.2
+    assert ledger.flush_due()  # 200 ms after the first buffered
+    ledger.close()
