@@ -28,7 +28,7 @@ from engine.ledger import Ledger
 from engine.pipeline import merge_fields, status_of
 from engine.records import STAGES, Document, Issue, PageResult, RunSummary
 from engine.registry import PluginRegistry
-from engine.run_setup import open_ledger, preflight
+from engine.run_setup import open_ledger, output_fields, preflight
 from engine.scheduler import (
     AttemptFailed,
     DocumentFailed,
@@ -368,12 +368,6 @@ class RunSession:
                      in_outputs: int | None = None) -> RunSummary:
         """The run's figures (see engine.run_summary)."""
         return summarize(self, status, totals, message, in_outputs)
-
-
-def output_fields(registry: PluginRegistry, config: EngineConfig) -> list[str]:
-    """The fields the plugins say they extract, built-in plugins first, each name once."""
-    answers = registry.hook.pagemill_output_fields(config=config)  # the plugin registered last answers first
-    return list(dict.fromkeys(name for names in reversed(answers) for name in (names or ())))
 
 
 def _with_issue(result: PageResult, issue: Issue) -> PageResult:
