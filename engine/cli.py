@@ -142,13 +142,14 @@ def command_run(args: argparse.Namespace, registry: Any, stored: dict[str, Any] 
     return summary.exit_code
 
 
-RUN_RECORD = ("inputs", "field_order")  # stored with a run's settings, but not settings
+RUN_RECORD = ("inputs", "field_order", "password_given")  # stored with a run's settings, but not settings
 
 
 def run_config(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> EngineConfig:
     """defaults < pagemill.toml < PAGEMILL_* < arguments. For a resume: the stored settings <
     arguments, with pagemill.toml and PAGEMILL_* giving only what is never stored (the password);
-    the one-shot --fresh and --retry-failed apply only when given to the resume itself."""
+    the one-shot --fresh and --retry-failed apply only when given to the resume itself. A run
+    that was given a password needs one again: without it, its encrypted documents would fail."""
     overrides = cli_options.config_overrides(args)
     specs = cli_options.plugin_option_specs(args)
     if stored is None:
@@ -156,7 +157,11 @@ def run_config(args: argparse.Namespace, stored: dict[str, Any] | None = None) -
     base = {k: v for k, v in stored.items() if v is not None and k not in RUN_RECORD and k not in ONE_SHOT}
     unstored = [{k: v for k, v in layer.items() if k in NEVER_STORED} for layer in read_sources(args.config)]
     given = {k: v for k, v in overrides.items() if v is not None}
-    return EngineConfig.from_layers([*unstored, base, given], specs)
+    config = EngineConfig.from_layers([*unstored, base, given], specs)
+    if stored.get("password_given") and not config.password:
+        raise ConfigError(f"{getattr(args, 'dir', config.out_dir)}: the run being resumed was given a password for "
+                          f"encrypted PDFs, which is never stored: pass --password again (or set PAGEMILL_PASSWORD)")
+    return config
 
 
 @contextmanager

@@ -9,6 +9,8 @@ fails, so the run records one ``failed`` page-0 record naming it and ends partia
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 import os
 import stat
 import sys
@@ -22,6 +24,7 @@ from engine.records import Document
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 UNREAD_PREFIX = "unread:"
+FOLDER_WINDOW = 64  # files of a folder looked at ahead, so that the larger ones are read first
 
 
 def check_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[str]:
@@ -45,7 +48,10 @@ def _holds_a_document(folder: Path) -> bool:
 
 
 def iter_paths(inputs: Iterable[str], exclude: Path | None = None, stdin: TextIO | None = None) -> Iterator[Path]:
-    """Each document path once, in a stable order: files as given, folders sorted and recursive.
+    """Each document path once, in a stable order: files as given, folders walked sorted and
+    recursive, their files larger first within a window of ``FOLDER_WINDOW`` (equal sizes in name
+    order), so that a large document found late does not make the tail of the run while the
+    walk stays lazy.
 
     Every file counts, whatever its name: one that is neither a PDF nor an image the plugins read
     becomes one clear error for that file, never a silent skip. Hidden files and folders (names
@@ -73,13 +79,33 @@ def iter_paths(inputs: Iterable[str], exclude: Path | None = None, stdin: TextIO
 def _in_folder(folder: Path, excluded: Path | None) -> Iterator[Path]:
     hidden = [0]
     found = 0
-    for path in _walk(folder, excluded, hidden):
+    for path in _larger_first(_walk(folder, excluded, hidden), FOLDER_WINDOW):
         found += 1
         yield path
     if hidden[0]:
         logger.info("{}: {} hidden file(s) or folder(s) left out (names starting with a dot)", folder, hidden[0])
     if not found:
         logger.warning("no documents found in {}", folder)
+
+
+def _larger_first(paths: Iterable[Path], window: int) -> Iterator[Path]:
+    """``paths``, the largest of the next ``window`` each time; a file that cannot be sized
+    counts as empty (reading it fails later, naming it)."""
+    ahead: list[tuple[int, int, Path]] = []
+    order = itertools.count()
+    for path in paths:
+        heapq.heappush(ahead, (-_size_of(path), next(order), path))
+        if len(ahead) >= window:
+            yield heapq.heappop(ahead)[2]
+    while ahead:
+        yield heapq.heappop(ahead)[2]
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _walk(folder: Path, excluded: Path | None, hidden: list[int]) -> Iterator[Path]:

@@ -54,5 +54,6 @@ class Feed:
     documents: Iterator[Document]
     rank: int
     job: int
+    last_rank: int = -1  # the class its last document was queued in (a document may ask for better)
 
 

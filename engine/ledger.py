@@ -10,7 +10,9 @@ Results and attempts are buffered and committed in batches, one transaction each
 results, or ``batch_seconds`` after the first buffered item). Only what ``flush()`` returns is
 done; a process killed between ``add_result`` and ``flush`` simply has those pages redone. A
 committed page that was never handed on (the consumer of a run left early) is taken back with
-``forget()`` and redone by the next run.
+``forget()`` and redone by the next run. A committed page is marked delivered once it was handed on
+(``mark_delivered``, written with the next batch); a process killed before that leaves it
+undelivered, and the next run hands it on again (``undelivered()``): at least once.
 
 Durability: ``synchronous=NORMAL`` by default. In WAL mode a commit has written its frames to the
 WAL before ``flush()`` returns, so it survives the process being killed (SIGKILL, out of memory,
@@ -49,9 +51,10 @@ BUSY_TIMEOUT_MS = 10_000  # another process (pagemill status) may hold the file 
 _LENIENT = json.JSONEncoder(default=str)  # made once: json.dumps with options builds one per call
 TAKEN_BACK = "taken back: committed but not handed on before the run ended; redone by the next run"
 
-_ROW_COLUMNS = ("generation", *PAGE_COLUMNS, "record", "field_names")
+_ROW_COLUMNS = ("generation", *PAGE_COLUMNS, "record", "field_names", "delivered")
 _INSERT_PAGE = (f"INSERT OR REPLACE INTO pages ({', '.join(_ROW_COLUMNS)}) "
                 f"VALUES ({', '.join('?' for _ in _ROW_COLUMNS)})")
+_DELIVERED = "UPDATE pages SET delivered=1 WHERE generation=? AND sha256=? AND page_index=?"
 _INSERT_ATTEMPT = ("INSERT INTO attempts (run_id, sha256, page_index, attempt, error_class, error_type, "
                    "error_message, seconds, at) VALUES (?,?,?,?,?,?,?,?,?)")
 # content now at ``path`` supersedes any other; a document seen again is current again
@@ -80,6 +83,7 @@ class Ledger(LedgerReader):
         self.lock = lock  # released by close()
         self._results: list[tuple[int, PageResult]] = []
         self._attempts: list[tuple[Any, ...]] = []
+        self._delivered: list[tuple[int, str, int]] = []  # (generation, sha256, index) handed on
         self._first_buffered = 0.0
         self._generations: dict[int, int] = {}
         self._closed = False
@@ -186,8 +190,11 @@ class Ledger(LedgerReader):
 
     # ------------------------------------------------------------------- pages
     def _buffering(self) -> None:
-        if not self._results and not self._attempts:
+        if not self._buffered():
             self._first_buffered = self.clock()
+
+    def _buffered(self) -> bool:
+        return bool(self._results or self._attempts or self._delivered)
 
     def add_result(self, run_id: int, result: PageResult) -> None:
         """Buffer a page's result; it is done once a ``flush()`` has returned it."""
@@ -201,6 +208,12 @@ class Ledger(LedgerReader):
         self._attempts.append((run_id, sha256, page_index, attempt, error.error_class if error else None,
                                error.type if error else None, error.message if error else None, seconds, utc_now()))
 
+    def mark_delivered(self, run_id: int, key: tuple[str, int]) -> None:
+        """A committed page of ``run_id``'s generation was handed on: written with the next batch
+        (until then, a process killed has it handed on again by the next run)."""
+        self._buffering()
+        self._delivered.append((self._generation_of(run_id), key[0], key[1]))
+
     @property
     def pending(self) -> int:
         """Results buffered and not yet committed."""
@@ -208,15 +221,15 @@ class Ledger(LedgerReader):
 
     def flush_due(self) -> bool:
         """Whether ``batch_size`` results are buffered or ``batch_seconds`` passed since the first."""
-        if not self._results and not self._attempts:
+        if not self._buffered():
             return False
         return len(self._results) >= self.batch_size or self.clock() - self._first_buffered >= self.batch_seconds
 
     def flush(self) -> list[PageResult]:
         """Commit everything buffered in one transaction; returns the results committed (one per
         page: of two results buffered for one page, the later one). On a write error the buffer is
-        kept and :class:`LedgerError` raised."""
-        if not self._results and not self._attempts:
+        kept and :class:`LedgerError` raised. Pages marked delivered are written in the same transaction."""
+        if not self._buffered():
             return []
         latest: dict[tuple[str, int], tuple[int, PageResult]] = {}
         for run_id, result in self._results:
@@ -228,15 +241,16 @@ class Ledger(LedgerReader):
             with self._transaction():
                 self.db.executemany(_INSERT_ATTEMPT, self._attempts)
                 self.db.executemany(_INSERT_PAGE, rows)
+                self.db.executemany(_DELIVERED, self._delivered)
         except sqlite3.Error as exc:
             raise LedgerError(f"{self._where()}: cannot write the ledger ({exc}); "
                               f"{len(latest)} page results are not committed") from None
-        self._results, self._attempts = [], []
+        self._results, self._attempts, self._delivered = [], [], []
         return [result for _, result in latest.values()]
 
     def drop_buffer(self) -> None:
         """Give up what is buffered (a run ending on a ledger that cannot be written)."""
-        self._results, self._attempts = [], []
+        self._results, self._attempts, self._delivered = [], [], []
 
     def amend(self, run_id: int, key: tuple[str, int],
               change: Callable[[PageResult], PageResult]) -> tuple[PageResult, PageResult, int | None] | None:
@@ -250,16 +264,17 @@ class Ledger(LedgerReader):
                 self._results[position] = (owner, changed)
                 return result, changed, None
         generation = self._generation_of(run_id)
-        row = self.db.execute(f"SELECT {', '.join(PAGE_COLUMNS)} FROM pages "
+        row = self.db.execute(f"SELECT {', '.join(PAGE_COLUMNS)}, delivered FROM pages "
                               "WHERE generation=? AND sha256=? AND page_index=?", (generation, *key)).fetchone()
         if row is None:
             return None
-        stored = dict(zip(PAGE_COLUMNS, row))
+        stored = dict(zip((*PAGE_COLUMNS, "delivered"), row))
         result = result_of(stored)
         changed = change(result)
         try:
             with self._transaction():
-                self.db.execute(_INSERT_PAGE, _page_row(generation, stored["run_id"], changed, stored["finished"]))
+                self.db.execute(_INSERT_PAGE, _page_row(generation, stored["run_id"], changed, stored["finished"],
+                                                        stored["delivered"]))
         except sqlite3.Error as exc:
             raise LedgerError(f"{self._where()}: cannot write the ledger ({exc})") from None
         return result, changed, int(stored["run_id"])
@@ -329,7 +344,7 @@ def open_existing(out_dir: str | Path, read_only: bool = False) -> Ledger | Read
     return ReadOnlyLedger(path) if read_only else Ledger(path)
 
 
-def _page_row(generation: int, run_id: int, result: PageResult, now: str) -> tuple[Any, ...]:
+def _page_row(generation: int, run_id: int, result: PageResult, now: str, delivered: int = 0) -> tuple[Any, ...]:
     error = result.error
     fields = result.fields
     return (
@@ -340,5 +355,5 @@ def _page_row(generation: int, run_id: int, result: PageResult, now: str) -> tup
                          for n, f in fields.items()}) if fields else "{}",
         json.dumps([{"code": i.code, "message": i.message, "field": i.field, "severity": i.severity}
                     for i in result.issues]),
-        mean_confidence(fields), result.text_source, run_id, now, encode_record(result), "\t".join(fields),
+        mean_confidence(fields), result.text_source, run_id, now, encode_record(result), "\t".join(fields), delivered,
     )

@@ -123,6 +123,13 @@ class LedgerReader:
         finally:
             cursor.close()
 
+    def undelivered(self) -> list[PageResult]:
+        """The pages in the outputs committed but never handed on (the run died in between), in
+        output order."""
+        columns = ", ".join(f"p.{c}" for c in PAGE_COLUMNS)
+        rows = self.db.execute(f"SELECT {columns} {CURRENT} AND p.delivered=0{ORDER}").fetchall()
+        return [result_of(dict(zip(PAGE_COLUMNS, row))) for row in rows]
+
     def output_rows(self) -> Iterator[tuple[Any, ...]]:
         """The pages in the outputs as raw rows of ``OUTPUT_COLUMNS``, in output order: what
         writing the outputs needs, without building a PageResult per page."""

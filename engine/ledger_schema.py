@@ -1,4 +1,4 @@
-"""The ledger's schema, its version, the look at an existing file, and the upgrade from version 1.
+"""The ledger's schema, its version, the look at an existing file, and the upgrades from versions 1 and 2.
 
 Version 2 keeps history without letting it reach the outputs:
 
@@ -12,8 +12,12 @@ Version 2 keeps history without letting it reach the outputs:
   its field names (tab-separated), so the CSV header needs no JSON decoding.
 - ``attempts.note``: why an attempt's result is not in the ledger (taken back, see Ledger.forget).
 
-A version-1 ledger is upgraded in one transaction when it is opened for writing; opened read-only
-it is read through temporary views that supply the new columns.
+Version 3 adds ``pages.delivered``: 0 from the commit of a page until it was handed on (the
+``pagemill_page_done`` hooks, the sinks, the callback); a run that died in between (kill -9)
+leaves 0, and the next run hands those pages on first. Pages of older ledgers count as delivered.
+
+An older ledger is upgraded in one transaction when it is opened for writing; opened read-only it
+is read through temporary views that supply the new columns.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from engine.errors import LedgerError
 APP = "pagemill"
 LEDGER_NAME = "ledger.sqlite"
 SQLITE_MAGIC = b"SQLite format 3\x00"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 PAGES_TABLE = """
 CREATE TABLE pages (
@@ -34,7 +38,7 @@ CREATE TABLE pages (
     document TEXT NOT NULL, page_count INTEGER, status TEXT NOT NULL, attempts INTEGER NOT NULL, error_class TEXT,
     error_type TEXT, error_message TEXT, error_stage TEXT, stage_seconds TEXT, fields TEXT, issues TEXT,
     confidence REAL, text_source TEXT, run_id INTEGER NOT NULL, finished TEXT NOT NULL, record TEXT,
-    field_names TEXT, PRIMARY KEY (sha256, page_index, generation))"""
+    field_names TEXT, delivered INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (sha256, page_index, generation))"""
 INDEXES = """
 CREATE INDEX pages_by_document ON pages (generation, document, page_index);
 CREATE INDEX pages_by_run ON pages (run_id);
@@ -60,7 +64,7 @@ V1_PAGE_COLUMNS = ("sha256", "page_index", "document", "page_count", "status", "
                    "error_type", "error_message", "error_stage", "stage_seconds", "fields", "issues", "confidence",
                    "text_source", "run_id", "finished")
 
-# version 1 → 2; the older content at a path is the one recorded first
+# version 1 → 3 (the pages table is made anew, delivered); the older content at a path is the one recorded first
 UPGRADE_FROM_1 = f"""
 ALTER TABLE runs ADD COLUMN generation INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE documents ADD COLUMN superseded_by TEXT;
@@ -81,13 +85,18 @@ WHERE EXISTS (
       AND (newer.updated > documents.updated OR (newer.updated = documents.updated AND newer.rowid > documents.rowid)))
 """
 
-# a version-1 ledger read without writing: the version-2 columns, supplied by views in the temp schema
+# version 2 → 3: the pages committed before count as handed on
+UPGRADE_FROM_2 = "ALTER TABLE pages ADD COLUMN delivered INTEGER NOT NULL DEFAULT 1"
+
+# an older ledger read without writing: the newer columns, supplied by views in the temp schema
 READ_V1 = """
 CREATE TEMP VIEW runs AS SELECT *, 1 AS generation FROM main.runs;
 CREATE TEMP VIEW documents AS SELECT *, NULL AS superseded_by FROM main.documents;
-CREATE TEMP VIEW pages AS SELECT 1 AS generation, *, NULL AS record, NULL AS field_names FROM main.pages;
+CREATE TEMP VIEW pages AS SELECT 1 AS generation, *, NULL AS record, NULL AS field_names, 1 AS delivered
+    FROM main.pages;
 CREATE TEMP VIEW attempts AS SELECT *, NULL AS note FROM main.attempts
 """
+READ_V2 = "CREATE TEMP VIEW pages AS SELECT *, 1 AS delivered FROM main.pages"
 
 
 def statements(script: str) -> list[str]:
@@ -109,6 +118,9 @@ def upgrade(db: sqlite3.Connection, version: int, now: str) -> None:
         for statement in statements(UPGRADE_FROM_1):
             db.execute(statement)
         db.execute("INSERT OR REPLACE INTO meta VALUES ('upgraded_from_1', ?)", (now,))
+    elif version == 2:
+        db.execute(UPGRADE_FROM_2)
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('upgraded_from_2', ?)", (now,))
     db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
     db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -118,6 +130,8 @@ def read_older(db: sqlite3.Connection, version: int) -> None:
     if version == 1:
         for statement in statements(READ_V1):
             db.execute(statement)
+    elif version == 2:
+        db.execute(READ_V2)
 
 
 def inspect(path: Path) -> int | None:

@@ -5,7 +5,8 @@ Order of work (``PageQueue``):
 1. By priority class: urgent, high, normal, low.
 2. Within a class, ingest tasks first (a document's size is known only once ingested), then pages
    of larger documents first, so the tail of a run is short; then first come (first pushed),
-   first served.
+   first served. (What is not queued yet cannot be ordered here: a folder's files are read larger
+   first, ``engine.discovery.FOLDER_WINDOW`` at a time.)
 3. Aging, bounded: a task of a lower class that has waited ``gap × aging_seconds`` (``gap``: how
    many classes it is below the best class waiting) is *aged*. Aged tasks, the most overdue
    first, get at most one pop in ``aged_share`` (4) while better work waits; the other pops go

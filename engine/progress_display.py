@@ -171,6 +171,7 @@ class ProgressDisplay:
             [("documents", summary.documents), ("pages", summary.pages_total), ("  ok", summary.pages_ok),
              ("  to review", summary.pages_review), ("  failed", summary.pages_failed),
              ("  done in an earlier run", summary.pages_skipped),
+             *([("exact copies, not processed", summary.duplicate_documents)] if summary.duplicate_documents else []),
              ("wall time", format_duration(wall) if wall >= 60 else f"{wall:.1f} s"),
              ("pages/s", f"{summary.pages_per_second:.2f}"), ("peak workers", summary.peak_workers)]
             + ([("circuit breaker events", summary.breaker_events)] if summary.breaker_events else []),

@@ -202,6 +202,7 @@ class RunSummary:
     documents: int
     wall_seconds: float
     pages_per_second: float
+    duplicate_documents: int = 0  # exact copies (same sha256) of another input document, not processed again
     stage_seconds: dict[str, float] = field(default_factory=dict)
     stage_busy_seconds: dict[str, float] = field(default_factory=dict)
     errors_by_class: dict[str, int] = field(default_factory=dict)

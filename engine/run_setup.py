@@ -1,4 +1,5 @@
-"""Before a run: the critical conditions found early, and the ledger opened under the folder's lock."""
+"""Before a run: the critical conditions found early, the ledger opened under the folder's lock, and
+the fields the outputs will have."""
 
 from __future__ import annotations
 
@@ -56,3 +57,9 @@ def open_ledger(config: EngineConfig) -> Ledger:
     except BaseException:
         lock.release()
         raise
+
+
+def output_fields(registry: PluginRegistry, config: EngineConfig) -> list[str]:
+    """The fields the plugins say they extract, built-in plugins first, each name once."""
+    answers = registry.hook.pagemill_output_fields(config=config)  # the plugin registered last answers first
+    return list(dict.fromkeys(name for names in reversed(answers) for name in (names or ())))

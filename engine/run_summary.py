@@ -4,7 +4,8 @@ Two kinds of figure, kept apart (report.json's keys are listed in engine.sinks):
 
 - this run's work: the pages it processed (``pages_ok``, ``pages_review``, ``pages_failed``), those
   of its inputs it found done already (``pages_skipped``), their sum (``pages_total``), and the
-  errors of the pages it failed (``errors_by_class``, which add up to ``pages_failed``);
+  errors of the pages it failed (``errors_by_class``, which add up to ``pages_failed``), and the
+  documents of its inputs not processed as exact copies of another (``duplicate_documents``);
 - the output folder after it (``outputs_*``, ``pages_done_before``): what the outputs hold,
   whichever run did it. These decide the status (``partial``) and the exit code.
 """
@@ -45,6 +46,7 @@ def summarize(session: RunSession, status: str, totals: dict[str, int] | None = 
         documents=session.documents,
         wall_seconds=round(wall, 3),
         pages_per_second=round(pages / wall, 3) if wall > 0 else 0.0,
+        duplicate_documents=len(scheduler.copies),
         stage_seconds={k: round(v, 3) for k, v in session.stage_seconds.items() if v},
         stage_busy_seconds={k: round(v, 3) for k, v in snapshot.stage_busy_seconds.items() if v},
         errors_by_class=dict(session.errors_by_class),

@@ -1,11 +1,13 @@
 """One run: discovery → scheduler → ledger → outputs, with the parent-side hooks.
 
-A page counts as done only once the ledger has committed it, and reaches the caller exactly once
-across the runs into one output folder: ``RunSession.results()`` commits pages in batches, then
-hands them on one by one — ``pagemill_page_done``, the callback, then the yield. When the run ends
-early (the consumer leaves the loop, or something raises), pages committed but not yet handed on
-are taken back out of the ledger, so the next run redoes and delivers them. At the end the output
-files are written from the ledger.
+A page counts as done only once the ledger has committed it, and reaches the caller across the
+runs into one output folder: ``RunSession.results()`` commits pages in batches, then hands them on
+one by one — ``pagemill_page_done``, the callback, then the yield — and marks them delivered in the
+ledger. When the run ends early (the consumer leaves the loop, or something raises), pages
+committed but not yet handed on are taken back out of the ledger, so the next run redoes and
+delivers them. A run killed outright (kill -9) cannot take them back: the next run hands on the
+pages it finds committed and not delivered before any other (at least once; the SQLite sink's
+upsert keeps one row per page). At the end the output files are written from the ledger.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from typing import Any, Callable, Iterator
 from loguru import logger
 
 from engine.config import EngineConfig
+from engine.config_paths import with_absolute_paths
 from engine.discovery import sha256_of
 from engine.errors import CriticalError, LedgerError, PagemillError
 from engine.ledger import Ledger
 from engine.pipeline import merge_fields, status_of
 from engine.records import STAGES, Document, Issue, PageResult, RunSummary
 from engine.registry import PluginRegistry
-from engine.run_setup import open_ledger, preflight
+from engine.run_setup import open_ledger, output_fields, preflight
 from engine.scheduler import (
     AttemptFailed,
     DocumentFailed,
@@ -73,10 +76,10 @@ class RunSession:
         self._ingesting: set[str] = set()  # sha256 of documents handed to ingest, not yet opened or failed
         self._document_pages: dict[str, int] = {}
         self._document_paths: dict[str, str] = {}
-        self._copies_named: set[str] = set()
         self.on_committed: Callable[[PageResult, int], Any] | None = None
         self._job_of: dict[tuple[str, int], int] = {}  # recorded, not yet handed on: which job
         self._undelivered: deque[PageResult] = deque()  # committed, not yet handed on
+        self._left_undelivered: deque[PageResult] = deque()  # committed by a run that died before handing on
         self.field_order: list[str] = []  # the fields the plugins extract: the first output columns
 
     @property
@@ -91,20 +94,22 @@ class RunSession:
             logger.info("{} {} ended without finishing (the process is gone): marked interrupted",
                         "runs" if len(stale) > 1 else "run", ", ".join(str(run) for run in stale))
         self.field_order = output_fields(self.registry, config)
-        self.run_id = ledger.start_run({**config.snapshot(), "inputs": self.inputs, "field_order": self.field_order},
-                                       fresh=config.fresh)
+        settings = with_absolute_paths(config.snapshot())
+        record = {"inputs": self.inputs, "field_order": self.field_order, "password_given": bool(config.password)}
+        self.run_id = ledger.start_run({**settings, **record}, fresh=config.fresh)
         if not config.fresh:
             self.done_before = ledger.done_keys(include_failed=not config.retry_failed)
             for result in ledger.iter_results():  # rebuild the run-wide checks
                 self.registry.hook.pagemill_cross_check(result=result, seen=self.seen, config=config)
             self.seen.take_amendments()  # the pages done before hold them already
+            self._left_undelivered.extend(r for r in ledger.undelivered() if r.key in self.done_before)
         if self.done_before:
             self._document_pages = ledger.document_pages()
             self._document_paths = ledger.document_paths()
         self.scheduler.is_done = self.done_before.__contains__
         self.scheduler.document_done = self._document_done
         self.registry.hook.pagemill_run_started(
-            run={"run_id": self.run_id, "out_dir": config.out_dir, "config": config.snapshot()}
+            run={"run_id": self.run_id, "out_dir": config.out_dir, "config": settings}
         )
 
     def _document_done(self, document: Document) -> bool:
@@ -138,14 +143,12 @@ class RunSession:
     def _seen_done(self, document: Document) -> None:
         """A document done before, seen again: under a new name it was renamed (the ledger and
         the outputs take the new name), unless the old name still holds the same content (a copy,
-        done once, said once)."""
+        done once, said once as the scheduler says it)."""
         known = self._document_paths.get(document.sha256)
         if known is None or known == document.path:
             return
         if _same_content(Path(known), document) and Path(known).resolve() != Path(document.path).resolve():
-            if document.path not in self._copies_named:
-                self._copies_named.add(document.path)
-                logger.info("{}: same content as {}; done once", document.path, known)
+            self.scheduler.note_copy(document, known)
             return
         self.ledger.rename_document(document.sha256, document.path)
         self._document_paths[document.sha256] = document.path
@@ -162,6 +165,7 @@ class RunSession:
             raise
         status, failure = "finished", None
         try:
+            yield from self._hand_on_again()
             for event in self.scheduler.run():
                 self._record(event)
                 if self.ledger.flush_due():
@@ -251,7 +255,22 @@ class RunSession:
             if self.on_page_done:
                 self.on_page_done(result)
             self._undelivered.popleft()
+            self.ledger.mark_delivered(self.run_id, result.key)
             self._count(result)
+            yield result
+
+    def _hand_on_again(self) -> Iterator[PageResult]:
+        """Pages an earlier run committed but was killed before handing on, handed on first (as
+        pages done before: counted skipped, not as this run's)."""
+        if self._left_undelivered:
+            logger.info("{} pages committed but not handed on by an earlier run: handed on now", len(self._left_undelivered))
+        while self._left_undelivered:
+            result = self._left_undelivered[0]
+            self.registry.hook.pagemill_page_done(result=result)
+            if self.on_page_done:
+                self.on_page_done(result)
+            self._left_undelivered.popleft()
+            self.ledger.mark_delivered(self.run_id, result.key)
             yield result
 
     def _abandon(self) -> None:
@@ -349,12 +368,6 @@ class RunSession:
                      in_outputs: int | None = None) -> RunSummary:
         """The run's figures (see engine.run_summary)."""
         return summarize(self, status, totals, message, in_outputs)
-
-
-def output_fields(registry: PluginRegistry, config: EngineConfig) -> list[str]:
-    """The fields the plugins say they extract, built-in plugins first, each name once."""
-    answers = registry.hook.pagemill_output_fields(config=config)  # the plugin registered last answers first
-    return list(dict.fromkeys(name for names in reversed(answers) for name in (names or ())))
 
 
 def _with_issue(result: PageResult, issue: Issue) -> PageResult:

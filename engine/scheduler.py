@@ -46,6 +46,8 @@ from engine.scaling import (
     decide_worker_count,
 )
 
+LOOKAHEAD = 2  # tasks of a lower class kept waiting in the queue while better work fills it
+
 __all__ = ["AttemptFailed", "DocumentFailed", "DocumentOpened", "PageFinished", "Scheduler", "Tick"]
 
 
@@ -105,6 +107,7 @@ class Scheduler(Outcomes):
         self._cancelled_jobs: set[int] = set()  # cancelled, not yet purged
         self.dropped_jobs: set[int] = set()  # cancelled: their tasks that come back are dropped
         self._documents_seen: dict[str, str] = {}  # sha256 -> first path, so a copy is done once
+        self.copies: dict[str, str] = {}  # path of an exact copy not processed -> the path done instead
         self._baseline: ProgressSnapshot | None = None
 
     # --------------------------------------------------------------- submitting
@@ -113,6 +116,14 @@ class Scheduler(Outcomes):
         with self._feeds_lock:
             self._feeds.append(Feed(iter(documents), PRIORITY_RANKS[priority], job))
             self.feeding.add(job)
+
+    def note_copy(self, document: Document, original: str) -> None:
+        """``document`` is not processed: it is an exact copy of ``original`` (the same sha256).
+        Said once for each path, as a warning: two copies in an archive are worth a look."""
+        if document.path in self.copies:
+            return
+        self.copies[document.path] = original
+        logger.warning("{} is an exact copy of {} (same content): not processed again", document.path, original)
 
     def cancel_job(self, job: int) -> None:
         """Drop a job's documents and the tasks not started; its pages in flight still finish."""
@@ -237,14 +248,16 @@ class Scheduler(Outcomes):
     # ---------------------------------------------------------------- feeding
     def _refill(self) -> Iterator[Event]:
         """Read documents from the feeds while the queue is short (discovery stays lazy); a feed
-        of a better priority than anything queued is read at once, so urgent work overtakes."""
+        of a better priority than anything queued is read at once, so urgent work overtakes. A
+        feed of a lower class is read too, a few tasks ahead (``LOOKAHEAD``), so that its pages
+        wait in the queue where aging serves them, not unread behind a large better input."""
         wanted = max(8, 4 * self.limits.max_workers * self.pool.depth)
         while True:
             with self._feeds_lock:
                 if not self._feeds:
                     return
-                feed = min(self._feeds, key=lambda f: f.rank)
-            if len(self.queue) >= wanted and feed.rank >= self.queue.best_rank():
+                feed = self._feed_to_read(wanted)
+            if feed is None:
                 return
             try:
                 document = next(feed.documents)
@@ -261,11 +274,21 @@ class Scheduler(Outcomes):
                 continue
             first = self._documents_seen.setdefault(document.sha256, document.path)
             if first != document.path:
-                logger.info("{}: same content as {}; done once", document.path, first)
+                self.note_copy(document, first)
                 continue
-            rank = min(feed.rank, PRIORITY_RANKS.get(document.priority, feed.rank))
+            rank = feed.last_rank = min(feed.rank, PRIORITY_RANKS.get(document.priority, feed.rank))
             self.queue.push(self._take(Task(next_seq(), "ingest", document, rank, 0, job=feed.job)))
         yield  # a generator, for symmetry with the other steps
+
+    def _feed_to_read(self, wanted: int) -> Feed | None:
+        """The feed to read a document from now, or None when the queue holds enough of each."""
+        by_rank = sorted(self._feeds, key=lambda f: f.rank)  # stable: the first added of a class first
+        best = by_rank[0]
+        if len(self.queue) < wanted or best.rank < self.queue.best_rank():
+            return best
+        counts = self.queue.counts()
+        return next((feed for feed in by_rank[1:] if feed.rank > best.rank
+                     and counts[feed.rank if feed.last_rank < 0 else feed.last_rank] < LOOKAHEAD), None)
 
     # ---------------------------------------------------------------- scaling
     def _scale(self, now: float) -> None:

@@ -29,6 +29,7 @@ report.json: the figures of the run that wrote it, then those of the output fold
 | ``pages_ok``, ``pages_review``, ``pages_failed`` | pages this run processed, by status (a document that cannot be opened is one failed page) |
 | ``pages_skipped`` | pages of this run's inputs already in the outputs, not redone (failed ones too, unless ``--retry-failed``); an identical copy of a document is not counted again |
 | ``documents`` | documents this run opened or failed to open |
+| ``duplicate_documents`` | documents of this run's inputs that are an exact copy (the same content) of another document, not processed again; each is named in a warning |
 | ``wall_seconds``, ``pages_per_second`` | this run's wall time; pages processed per second |
 | ``stage_seconds``, ``stage_busy_seconds`` | seconds per stage: summed over this run's pages; workers' busy time, failed attempts included |
 | ``errors_by_class``, ``errors_by_type`` | this run's failed pages by error class and type (they add up to ``pages_failed``) |

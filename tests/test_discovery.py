@@ -80,3 +80,24 @@ def test_peeked_lines_give_back_the_line_read_ahead() -> None:
     assert not lines.empty()
     assert list(lines) == ["first\n", "second\n"]
     assert PeekedLines(io.StringIO("\n \n")).empty()
+
+
+def test_a_folders_files_come_larger_first_within_a_window_ties_in_name_order(tmp_path) -> None:
+    from engine.discovery import FOLDER_WINDOW
+
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    for name, size in (("a.pdf", 10), ("b.pdf", 30), ("c.pdf", 10), ("sub/d.pdf", 20)):
+        (folder / name).write_bytes(b"x" * size)
+    given = tmp_path / "given.pdf"
+    given.write_bytes(b"x")
+    order = [p.relative_to(tmp_path).as_posix() for p in iter_paths([str(given), str(folder)])]
+    assert order == ["given.pdf", "in/b.pdf", "in/sub/d.pdf", "in/a.pdf", "in/c.pdf"]
+
+    many = tmp_path / "many"
+    many.mkdir()
+    for index in range(FOLDER_WINDOW + 1):  # the largest is the last by name, beyond the first window
+        (many / f"f{index:04d}.pdf").write_bytes(b"x" * (100 if index == FOLDER_WINDOW else 1))
+    names = [p.name for p in iter_paths([str(many)])]
+    assert len(names) == FOLDER_WINDOW + 1 and names[0] == "f0000.pdf"  # the look-ahead is bounded
+    assert names.index(f"f{FOLDER_WINDOW:04d}.pdf") == 1  # taken as soon as it enters the window

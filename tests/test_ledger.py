@@ -38,10 +38,10 @@ def files_of(folder: Path) -> dict[str, bytes]:
 def test_a_new_ledger_has_the_schema_its_version_and_wal(tmp_path) -> None:
     Ledger(tmp_path / "ledger.sqlite").close()
     with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == Ledger.SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == Ledger.SCHEMA_VERSION == 3
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         meta = dict(db.execute("select key, value from meta").fetchall())
-        assert meta["app"] == "pagemill" and meta["schema_version"] == "2"
+        assert meta["app"] == "pagemill" and meta["schema_version"] == "3"
         tables = {name for (name,) in db.execute("select name from sqlite_master where type='table'")}
         assert {"meta", "runs", "documents", "pages", "attempts"} <= tables
         columns = {row[1] for row in db.execute("PRAGMA table_info(pages)")}
@@ -383,3 +383,58 @@ def test_kill_at_any_moment_leaves_whole_batches_and_a_sound_file(tmp_path) -> N
     assert pages == list(range(1, len(pages) + 1))
     attempts = ledger.db.execute("select count(*) from attempts").fetchone()[0]
     assert attempts == len(pages)  # a batch's attempts and results commit together
+
+
+# ---------------------------------------------------------------------------------- delivery
+def test_a_committed_page_is_undelivered_until_marked_and_the_mark_goes_with_the_next_batch(tmp_path) -> None:
+    clock = FakeClock()
+    ledger = Ledger(tmp_path / "ledger.sqlite", batch_size=50, batch_seconds=0.2, clock=clock)
+    run = ledger.start_run({})
+    ledger.add_result(run, result(0))
+    ledger.add_result(run, result(1))
+    ledger.flush()
+    assert [r.page for r in ledger.undelivered()] == [1, 2]
+    ledger.mark_delivered(run, (SHA_A, 0))
+    assert not ledger.flush_due()
+    clock.now += 0.2
+    assert ledger.flush_due()  # a mark alone is written on time too
+    ledger.flush()
+    assert [r.page for r in ledger.undelivered()] == [2]
+    ledger.amend(run, (SHA_A, 0), lambda r: r)  # an amended page stays delivered
+    assert [r.page for r in ledger.undelivered()] == [2]
+    ledger.close()
+
+
+def test_a_schema_2_ledger_is_upgraded_with_its_pages_counted_delivered(tmp_path) -> None:
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        run = ledger.start_run({"dpi": 300})
+        ledger.add_result(run, result(0))
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:  # as version 2 left it
+        db.execute("ALTER TABLE pages DROP COLUMN delivered")
+        db.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+        db.execute("PRAGMA user_version=2")
+    with open_existing(tmp_path, read_only=True) as reader:
+        assert reader.undelivered() == [] and reader.counts()["pages"] == 1
+    with open_existing(tmp_path) as ledger:
+        assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert ledger.undelivered() == [] and [r.page for r in ledger.iter_results()] == [1]
+
+
+def test_the_batch_defaults_are_50_results_or_200_ms(tmp_path) -> None:
+    clock = FakeClock()
+    ledger = Ledger(tmp_path / "ledger.sqlite", clock=clock)
+    run = ledger.start_run({})
+    for index in range(49):
+        ledger.add_result(run, result(index))
+    clock.now += 0.199
+    assert not ledger.flush_due()
+    ledger.add_result(run, result(49))
+    assert ledger.flush_due()  # the 50th result
+    ledger.flush()
+    clock.now = 0.0
+    ledger.add_result(run, result(50))
+    clock.now = 0.199
+    assert not ledger.flush_due()
+    clock.now = 0.2
+    assert ledger.flush_due()  # 200 ms after the first buffered
+    ledger.close()

@@ -100,3 +100,32 @@ def test_a_cancelled_job_drops_the_pages_of_an_ingest_in_flight(tmp_path) -> Non
         assert job.result(timeout=30).pages_done == 0
         assert job.status() == "cancelled"
     assert not any(" page " in what for what in started(trace))
+
+
+def test_a_small_low_input_beside_a_large_high_one_is_read_and_aged_before_the_high_one_is_done(
+        tmp_path, monkeypatch) -> None:
+    import functools
+
+    import engine.api
+    from engine.scheduler import Scheduler
+
+    monkeypatch.setattr(engine.api, "Scheduler", functools.partial(Scheduler, aging_seconds=0.0))  # aged at once
+    high = folder(tmp_path, "high", [4] * 30)
+    low = folder(tmp_path, "low", [2])
+    engine = Engine(noop_config(tmp_path / "out", workers="1"))
+    order = [Path(result.document).parent.name for result in engine.process({"high": [high], "low": [low]})]
+    assert order.count("high") == 120 and order.count("low") == 2
+    last_low = max(index for index, name in enumerate(order) if name == "low")
+    assert last_low < 60, order  # served while most of the high input still waits, not after it
+
+
+def test_the_pages_of_a_large_document_found_last_in_a_folder_go_first(tmp_path) -> None:
+    archive = folder(tmp_path, "archive", [1] * 20)
+    big = write_noop_document(archive / "zbig.noop", 20)
+    with big.open("a", encoding="utf-8") as handle:
+        handle.write("padding: " + "x" * 400 + "\n")  # its bytes say it is the largest, as a PDF's would
+    engine = Engine(noop_config(tmp_path / "out", workers="1"))
+    order = [Path(result.document).name for result in engine.process(archive)]
+    assert len(order) == 40
+    last_big = max(index for index, name in enumerate(order) if name == "zbig.noop")
+    assert last_big < 30, order  # not the tail of the run

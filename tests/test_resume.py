@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,6 +24,17 @@ def command(*args: str) -> list[str]:
 
 def env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(ROOT))
+
+
+def runs_recorded(out: Path) -> int:
+    """Runs in the ledger of ``out`` (0 while there is none yet), read without creating it."""
+    if not (out / "ledger.sqlite").exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{out / 'ledger.sqlite'}?mode=ro", uri=True, timeout=1) as db:
+            return db.execute("select count(*) from runs").fetchone()[0]
+    except sqlite3.Error:
+        return 0  # still being made
 
 
 def comparable(out: Path) -> list[tuple]:
@@ -55,6 +67,9 @@ def test_kill_9_at_five_random_moments_then_resume_equals_an_uninterrupted_run(n
             "resume", str(out), "--no-progress")
         process = subprocess.Popen(args, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                    start_new_session=True)
+        # the random moment counts from the run's start (its row in the ledger), not from the
+        # process's: on a loaded machine Python's start-up alone can outlast the shortest wait
+        wait_until(lambda: process.poll() is not None or runs_recorded(out) > attempt, what="the run recorded")
         time.sleep(rng.uniform(0.8, 2.0))
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)  # the parent and every worker at once

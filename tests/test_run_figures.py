@@ -165,3 +165,27 @@ def test_the_display_shows_no_percentage_or_eta_while_documents_are_being_found(
     display.set_total(100)  # every document ingested: the total is known
     display.update(snapshot_of(63), done_pages=63, workers_busy=2, workers_target=2, memory_mb=10.0)
     assert display.last_line.startswith("63/100 pages (63 %), 1.0 pages/s, ETA 37 s")
+
+
+def test_an_exact_copy_is_processed_once_warned_about_by_both_names_and_counted(noop_archive, tmp_path) -> None:
+    from loguru import logger
+
+    archive = noop_archive([2, 1])
+    shutil.copy(archive / "doc000.noop", archive / "zcopy.noop")
+    out = tmp_path / "out"
+    warnings: list[str] = []
+    handler = logger.add(lambda message: warnings.append(str(message)), level="WARNING", format="{message}")
+    try:
+        summary = Engine(noop_config(out)).run(archive)
+        again = Engine(noop_config(out)).run(archive)  # both done before: the copy is still said and counted
+    finally:
+        logger.remove(handler)
+    report = json.loads((out / "report.json").read_text())
+    assert len(records(out)) == 3 and summary.pages_total == 3  # the copy's pages are not processed
+    assert summary.duplicate_documents == 1 and again.duplicate_documents == 1
+    assert report["duplicate_documents"] == 1
+    copy, original = str(archive / "zcopy.noop"), str(archive / "doc000.noop")
+    said = [line for line in warnings if f"{copy} is an exact copy of {original}" in line]
+    assert len(said) == 2 and all("not processed again" in line for line in said)  # once in each run
+    assert row(table_text(summary), "exact copies, not processed") == "1"
+    assert_consistent(again, report)  # report.json is the second run's
