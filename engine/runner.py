@@ -249,28 +249,27 @@ class RunSession:
         """Commit the batch, then hand each page on: hooks and callback just before its yield. A
         page is delivered once its yield is reached; until then it stays in ``_undelivered``."""
         self._undelivered.extend(self.ledger.flush())
-        while self._undelivered:
-            result = self._undelivered[0]
-            self.registry.hook.pagemill_page_done(result=result)
-            if self.on_page_done:
-                self.on_page_done(result)
-            self._undelivered.popleft()
-            self.ledger.mark_delivered(self.run_id, result.key)
-            self._count(result)
-            yield result
+        yield from self._hand_on(self._undelivered, counted=True)
 
     def _hand_on_again(self) -> Iterator[PageResult]:
         """Pages an earlier run committed but was killed before handing on, handed on first (as
         pages done before: counted skipped, not as this run's)."""
         if self._left_undelivered:
             logger.info("{} pages committed but not handed on by an earlier run: handed on now", len(self._left_undelivered))
-        while self._left_undelivered:
-            result = self._left_undelivered[0]
+        yield from self._hand_on(self._left_undelivered, counted=False)
+
+    def _hand_on(self, committed: deque[PageResult], counted: bool) -> Iterator[PageResult]:
+        """Each page of ``committed`` to the page-done hooks and the callback, then marked
+        delivered (with the next batch) and yielded; it leaves ``committed`` only once handed on."""
+        while committed:
+            result = committed[0]
             self.registry.hook.pagemill_page_done(result=result)
             if self.on_page_done:
                 self.on_page_done(result)
-            self._left_undelivered.popleft()
+            committed.popleft()
             self.ledger.mark_delivered(self.run_id, result.key)
+            if counted:
+                self._count(result)
             yield result
 
     def _abandon(self) -> None:
