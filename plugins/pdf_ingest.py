@@ -34,8 +34,6 @@ hangs inside a parser is ended by the engine's page timeout, which also covers i
 from __future__ import annotations
 
 import math
-import os
-import stat
 import time
 from typing import Any
 
@@ -49,7 +47,6 @@ from engine.errors import (
     PagemillError,
     PageTooLargeError,
     TransientError,
-    UnsupportedDocumentError,
 )
 from engine.records import Document, PageContent, PageTask
 from plugins import pdf_documents
@@ -59,9 +56,8 @@ from plugins.image_ingest import (
     follow_pixel_limit,
     ingest_image_file,
     load_image_frame,
-    sniff,
-    unsupported_message,
 )
+from plugins.file_kind import kind_of
 from plugins.pdf_documents import OpenPdf, one_line, open_pdf, quiet
 from plugins.pdf_layout import MIN_TEXT_CHARS, content_bytes, page_layout, pdfium_layout
 from plugins.pdf_scan import check_page_images, find_scan, image_xobjects, scan_image
@@ -78,35 +74,10 @@ LAYOUT_KEEPS = 0.9  # text read with its layout is used when it keeps this share
 def pagemill_ingest(document: Document, config: Any) -> list[PageTask]:
     """The document's page tasks; raises an :mod:`engine.errors` exception for a bad file."""
     follow_pixel_limit(config.max_image_pixels)
-    kind = _kind_of(document.path)
+    kind = kind_of(document.path)
     if kind == "image":
         return ingest_image_file(document, config.max_image_pixels)
     return _ingest_pdf(document, config)
-
-
-def _kind_of(path: str) -> str:
-    try:
-        mode = os.stat(path).st_mode
-        if not stat.S_ISREG(mode):
-            raise UnsupportedDocumentError(f"not a regular file ({_special_kind(mode)})")
-        with open(path, "rb") as handle:
-            head = handle.read(1024)
-    except OSError as exc:
-        raise pdf_documents.read_error(exc) from exc
-    if not head:
-        raise EmptyDocumentError("empty file (0 bytes)")
-    kind = sniff(head)
-    if kind == "unknown":
-        raise UnsupportedDocumentError(unsupported_message(head))
-    return kind
-
-
-def _special_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
-        if test(mode):
-            return name
-    return "a special file"
 
 
 def _ingest_pdf(document: Document, config: Any) -> list[PageTask]:
