@@ -5,8 +5,8 @@ A relative path means the working directory of the run it was given to (on the c
 pagemill.toml or a ``--config`` file, in ``PAGEMILL_*``). The settings that may name a file are
 ``template`` (a bundled template's name is left as it is), ``plugins`` (an importable module name,
 ``package.module``, is left as it is) and ``sinks`` (``sqlite:///path.db``). The rules for telling
-a path from a name are those of :func:`plugins.template_loader.template_path` and
-:meth:`engine.registry.PluginRegistry.load_ref`.
+a path from a name are kept here alone: :func:`plugins.template_loader.template_path` and
+:meth:`engine.registry.PluginRegistry.load_ref` ask the same functions.
 """
 
 from __future__ import annotations

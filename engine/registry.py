@@ -26,6 +26,7 @@ import pluggy
 from loguru import logger
 
 from engine import hookspecs
+from engine.config_paths import is_plugin_path
 from engine.errors import PluginLoadError
 from engine.hookcalls import guard_plugin
 
@@ -125,7 +126,7 @@ class PluginRegistry:
         tail of its path that is free (``b/plugin.py``), so two files of one name both load.
         Loading the same file or module again is a no-op.
         """
-        if ref.endswith(".py") or "/" in ref or os.sep in ref or Path(ref).is_file():
+        if is_plugin_path(ref):
             path = str(Path(ref).resolve())
             if any(spec.kind == "path" and spec.ref == path for spec in self.specs):
                 return

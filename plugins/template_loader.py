@@ -41,7 +41,6 @@ is a :class:`engine.errors.ConfigError` naming the file, the field and the probl
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from dataclasses import dataclass, replace
@@ -49,6 +48,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from engine.config_paths import is_template_path
 from engine.errors import ConfigError
 from plugins.template_dates import DATE_ORDERS
 
@@ -136,7 +136,7 @@ def template_path(name_or_path: str) -> Path:
     text = str(name_or_path).strip()
     if not text:
         raise ConfigError("template: no name or path given")
-    if not (text.endswith(".toml") or "/" in text or os.sep in text):
+    if not is_template_path(text):
         bundled = TEMPLATE_DIR / f"{text}.toml"
         if bundled.is_file():
             return bundled
